@@ -1,1 +1,3 @@
-"""dydiff."""
+"""dydiff: offline RL with Dynamics Diffusion (DyDiff)."""
+
+__version__ = "0.1.0"

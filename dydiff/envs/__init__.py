@@ -1,0 +1,1 @@
+"""Environments: the task registry, termination functions, maze helpers and evaluation."""
