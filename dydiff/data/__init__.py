@@ -1,0 +1,1 @@
+"""Data: dataset sources, the validated OfflineDataset, windows and normalisers."""
