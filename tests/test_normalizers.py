@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from dydiff.data.normalizers import MinMaxNormalizer, StandardNormalizer, fit_normalizer, normalizer_from_state
+from dydiff.data.normalizers import (
+    MinMaxNormalizer,
+    StandardNormalizer,
+    fit_normalizer,
+    normalizer_from_state,
+)
 
 
 @pytest.mark.parametrize("kind", ["minmax", "zscore"])

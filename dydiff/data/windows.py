@@ -53,6 +53,7 @@ class TrajectoryWindows:
         self.rows, self.valid = torch.from_numpy(rows), torch.from_numpy(valid)
         n_windows = np.maximum(lengths - horizon + 1, 1)
         self.starts = torch.from_numpy(np.repeat(offsets, n_windows) + _ranges(n_windows))
+        self.episode = torch.from_numpy(np.repeat(np.arange(len(starts)), n_windows))  # episode of each window
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -61,8 +62,13 @@ class TrajectoryWindows:
         """Windows ``i`` (int, slice or index tensor) → x (…, L+1, obs+act) and state mask (…, L+1).
 
         Action t is real iff state t+1 is (``mask[..., t+1]``)."""
-        index = self.starts[i].unsqueeze(-1) + torch.arange(self.horizon + 1)
-        return self.rows[index], self.valid[index]
+        return gather_windows(self.rows, self.valid, self.starts[i], self.horizon)
+
+
+def gather_windows(rows: torch.Tensor, valid: torch.Tensor, starts: torch.Tensor, horizon: int):
+    """rows[start : start + L + 1] for every start, on whatever device the tensors live."""
+    index = starts.unsqueeze(-1) + torch.arange(horizon + 1, device=starts.device)
+    return rows[index], valid[index]
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (…, L+1, D) → states (…, L+1, obs_dim), actions (…, L, act_dim)."""

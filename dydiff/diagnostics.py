@@ -1,0 +1,138 @@
+"""The rollout-error diagnostic (paper Appendix D.3, Fig. 4): is the DM a better long-horizon dynamics model
+than the single-step ensemble, measured against the real simulator?
+
+For K action sequences from held-out windows (or from a policy acting in the ensemble), execute the actions
+from s_0 in the real Gymnasium simulator, and compare per step t:
+  e_m,t = ‖s_m,t − s_t‖²  (the ensemble rolled out autoregressively with the same actions)
+  e_d,t = ‖s_d,t − s_t‖²  and  E_d,t = Σ_{i≤t} e_d,i  (the DM sampling s_1..s_L given s_0 and the actions)
+averaged over the K sequences, in original units and in the window normaliser's units.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dydiff.data.dataset import OfflineDataset
+
+
+def heldout_windows(ds: OfflineDataset, episodes, horizon: int, k: int, seed: int = 0):
+    """K random full-length windows (no padding) inside the held-out episodes: s0 (K, obs), actions (K, L, act),
+    and the dataset row index of each s0."""
+    starts = [np.arange(s, e - horizon + 1) for s, e in zip(ds.episode_starts[episodes], ds.episode_ends[episodes],
+                                                             strict=True) if e - s >= horizon]
+    if not starts:
+        raise ValueError(f"no held-out episode is {horizon} steps long: lower the horizon or hold out more")
+    starts = np.concatenate(starts)
+    rows = np.sort(np.random.default_rng(seed).choice(starts, min(k, len(starts)), replace=False))
+    actions = np.stack([ds.actions[r : r + horizon] for r in rows])
+    return ds.observations[rows], actions, rows
+
+
+def simulate(ds: OfflineDataset, s0: np.ndarray, actions: np.ndarray, rows=None) -> tuple[np.ndarray, int]:
+    """Execute each action sequence from s0 in the real simulator: states (K, L+1, obs), and how many starts
+    were inexact (a clipped velocity without stored qpos/qvel)."""
+    task, env = ds.task, ds.task.make_env()
+    env.reset(seed=0)
+    out, inexact = np.empty((len(s0), actions.shape[1] + 1, task.obs_dim), np.float32), 0
+    for k in range(len(s0)):
+        q = (ds.infos["qpos"][rows[k]], ds.infos["qvel"][rows[k]]) if rows is not None and "qpos" in ds.infos \
+            else (None, None)
+        inexact += not task.set_state(env, s0[k], *q)
+        out[k, 0] = s0[k]
+        for t in range(actions.shape[1]):
+            out[k, t + 1] = task.step_state(env, actions[k, t])
+    env.close()
+    return out, inexact
+
+
+def policy_actions(dynamics, policy: Callable, s0: torch.Tensor, horizon: int, generator) -> torch.Tensor:
+    """The paper's protocol: the policy acts (deterministically) in the ensemble from s0 for L steps."""
+    s, acts = s0, []
+    for _ in range(horizon):
+        a = policy(s)
+        acts.append(a)
+        s = dynamics.step(s, a, generator)
+    return torch.stack(acts, 1)
+
+
+def errors(pred: np.ndarray, true: np.ndarray, scale: np.ndarray) -> dict:
+    """Per-step squared errors summed over dimensions, averaged over sequences: raw and normalised units."""
+    d = pred - true
+    e = (d**2).sum(-1).mean(0)
+    e_norm = ((d / scale) ** 2).sum(-1).mean(0)
+    return {"e": e.tolist(), "e_norm": e_norm.tolist(), "E": np.cumsum(e).tolist(),
+            "E_norm": np.cumsum(e_norm).tolist()}
+
+
+def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int = 0, policy: Callable | None = None,
+                  denoisers: dict | None = None, out_dir: str | Path | None = None, writer=None) -> dict:
+    """Run the diagnostic. ``denoisers`` maps labels to trajectory models (default: the stage-1 DM)."""
+    denoisers = denoisers or {pretrained.denoiser.kind: pretrained.denoiser}
+    dyn, horizon = pretrained.dynamics, next(iter(denoisers.values())).horizon
+    s0, actions, rows = heldout_windows(ds, pretrained.manifest["holdout_episodes"], horizon, windows, seed)
+    g = torch.Generator().manual_seed(seed)
+    s0_t = torch.as_tensor(s0)
+    if policy is not None:  # actions from the policy in the ensemble; the real simulator replays them
+        actions = policy_actions(dyn, policy, s0_t, horizon, g).numpy()
+    true, inexact = simulate(ds, s0, actions, rows)
+    act_t = torch.as_tensor(actions, dtype=torch.float32)
+    preds = {"ensemble": dyn.rollout(s0_t, act_t, g).numpy()}
+    for label, model in denoisers.items():
+        preds[label] = model.sample(s0_t, act_t, g).float().numpy()
+    scale = np.asarray(pretrained.normalizer.scale[: ds.task.obs_dim], np.float32)
+    report = {"horizon": horizon, "windows": len(s0), "actions": "policy" if policy else "held-out dataset",
+              "inexact_starts": inexact, "models": {k: errors(v, true, scale) for k, v in preds.items()}}
+    if ds.task.is_maze:
+        for k, v in preds.items():
+            report["models"][k]["e_pos"] = ((v[..., :2] - true[..., :2]) ** 2).sum(-1).mean(0).tolist()
+            report["models"][k]["in_wall"] = int(ds.task.grid.in_wall(v[:, 1:, :2]).sum())
+        report["true_in_wall"] = int(ds.task.grid.in_wall(true[:, 1:, :2]).sum())
+    dm = next(iter(denoisers))
+    e_m, E_d, e_d = (report["models"]["ensemble"]["e"][-1], report["models"][dm]["E"][-1],
+                     report["models"][dm]["e"][-1])
+    report["summary"] = {"e_m_L": e_m, "E_d_L": E_d, "e_d_L": e_d, "E_d_over_e_m": E_d / e_m,
+                         "e_d_over_e_m": e_d / e_m}
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "rollout_error.json").write_text(json.dumps(report, indent=1))
+    if writer is not None:
+        for k, m in report["models"].items():
+            for t in range(1, horizon + 1):
+                writer.add_scalars("rollout_error/e", {k: m["e"][t]}, t)
+                writer.add_scalars("rollout_error/E", {k: m["E"][t]}, t)
+        writer.flush()
+    return report
+
+
+def summary_line(report: dict) -> str:
+    s, L = report["summary"], report["horizon"]
+    line = (f"rollout error at t = L = {L} over {report['windows']} {report['actions']} sequences: "
+            f"ensemble e_m = {s['e_m_L']:.4g}, DM E_d = {s['E_d_L']:.4g} (E_d/e_m = {s['E_d_over_e_m']:.3g}), "
+            f"DM per-step e_d = {s['e_d_L']:.4g} (e_d/e_m = {s['e_d_over_e_m']:.3g})")
+    if "true_in_wall" in report:
+        line += "; states in walls: " + ", ".join(f"{k} {m['in_wall']}" for k, m in report["models"].items())
+    return line
+
+
+def run_rollout_error(pretrain_dir: str | Path, ds: OfflineDataset, windows: int = 64, seed: int = 0,
+                      log_dir: str = "runs", policy: Callable | None = None, compare: dict | None = None) -> dict:
+    """Load the stage-1 models, run the diagnostic, write JSON beside them and curves to TensorBoard, print the
+    summary line. ``compare`` maps extra labels to denoiser checkpoints, reported beside the stage's own DM."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dydiff.pretrain import dataset_key, load_module, load_pretrained
+
+    pre = load_pretrained(pretrain_dir, ds)
+    denoisers = {pre.denoiser.kind: pre.denoiser}
+    for label, path in (compare or {}).items():
+        denoisers[label] = load_module(path).model.eval()
+    writer = SummaryWriter(str(Path(log_dir) / dataset_key(ds.source) / "pretrain" / "rollout_error"))
+    report = rollout_error(pre, ds, windows, seed, policy, denoisers, pretrain_dir, writer)
+    writer.close()
+    print(summary_line(report))
+    return report

@@ -1,0 +1,1 @@
+"""Diffusion: the EDM math (edm.py), denoiser networks and the trajectory denoiser."""

@@ -1,0 +1,1 @@
+"""Lightning wrappers: thin modules around the models, plus trainer and checkpoint plumbing."""

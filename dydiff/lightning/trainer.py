@@ -1,0 +1,47 @@
+"""Trainer construction shared by the stages: atomic checkpoints, TensorBoard, progress bars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to ``<path>.tmp`` then rename: a crash never leaves a half-written checkpoint."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: str | None = "val/loss",
+                 patience: int | None = None, ema_decay: float | None = None, log_dir: str = "runs",
+                 accelerator: str = "auto", devices="auto", strategy: str = "auto", precision: str = "32-true",
+                 progress: bool = True, max_time: str | None = None, **kw) -> L.Trainer:
+    """A Trainer that writes ``last.ckpt`` every epoch (and ``best.ckpt`` on ``monitor``) to ``ckpt_dir``,
+    TensorBoard logs to ``log_dir/log_name``, stops early after ``patience`` epochs without improvement, and
+    keeps an EMA of the weights (saved as the checkpoint's state_dict) when ``ema_decay`` is set."""
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="best" if monitor else None, monitor=monitor,
+                                 save_last=True, save_top_k=1 if monitor else 0, enable_version_counter=False),
+                 LearningRateMonitor()]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, kw.pop("refresh_rate", 20))))
+    if patience:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=patience, mode="min"))
+    if ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=ema_decay))
+    return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+                     logger=TensorBoardLogger(log_dir, name=log_name, version="", default_hp_metric=False),
+                     accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+                     enable_progress_bar=progress, max_time=max_time, num_sanity_val_steps=0,
+                     enable_model_summary=False, **kw)

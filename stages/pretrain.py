@@ -1,0 +1,52 @@
+"""Stage 1: train the EDM trajectory denoiser, the dynamics ensemble and the reward model, one Trainer each,
+then run the rollout-error diagnostic against the real simulator.
+
+    python stages/pretrain.py                                   # maze2d-umaze, cpu preset
+    python stages/pretrain.py dataset=maze2d-medium models=[denoiser] resume=true
+    python stages/pretrain.py preset=paper trainer=gpu
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from dydiff.data.sources import load_dataset
+from dydiff.data.windows import fit_window_normalizer
+from dydiff.diagnostics import run_rollout_error
+from dydiff.pretrain import dataset_key, holdout_episodes, train_model, write_manifest
+
+
+def run(cfg: DictConfig) -> dict:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
+    print(ds.describe())
+    out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain"
+    held = holdout_episodes(ds, c["seed"], **c["holdout"])
+    norm = fit_window_normalizer(ds, c["normalizer"])
+    write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]})
+    trained = {}
+    for name in c["models"]:
+        precision = c["trainer"]["precision"] if name == "denoiser" else "32-true"
+        module, trainer = train_model(
+            name, ds, out, held, c[name]["module"], {**c[name]["trainer"], **c["trainer"], "precision": precision,
+                                                     "progress": c["progress"]},
+            c["horizon"], c["normalizer"], c["pad_value"], c["val_windows"], c["resume"], c["log_dir"], c["seed"])
+        trained[name] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in trained[name].items()))
+    result = {"checkpoints": str(out), "metrics": trained}
+    if c["rollout_error"]["enabled"] and {"denoiser", "dynamics"} <= set(c["models"]):
+        re = c["rollout_error"]
+        result["rollout_error"] = run_rollout_error(out, ds, re["windows"], re["seed"], c["log_dir"])
+    return result
+
+
+@hydra.main(config_path="../conf", config_name="pretrain", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
