@@ -62,7 +62,7 @@ class TemporalUNet(nn.Module):
         mid = dims[-1]
         self.mid1 = ResidualTemporalBlock(mid, mid, dim, kernel)
         self.mid2 = ResidualTemporalBlock(mid, mid, dim, kernel)
-        for i, (a, b) in enumerate(reversed(list(zip(dims[1:-1], dims[2:], strict=True)))):
+        for a, b in reversed(list(zip(dims[1:-1], dims[2:], strict=True))):
             self.ups.append(nn.ModuleList([ResidualTemporalBlock(b * 2, a, dim, kernel),
                                            ResidualTemporalBlock(a, a, dim, kernel),
                                            nn.ConvTranspose1d(a, a, 4, stride=2, padding=1)]))

@@ -83,7 +83,7 @@ class TrajectoryModel(nn.Module):
         mask = self.cond_mask.expand_as(cond)
 
         def chunked(f):
-            return lambda x, sigma: torch.cat([f(a, b) for a, b in zip(x.split(chunk), sigma.split(chunk))])
+            return lambda x, sigma: torch.cat([f(a, b) for a, b in zip(x.split(chunk), sigma.split(chunk), strict=True)])
 
         if self.kind == "regressor":
             x = chunked(self.net)(cond, cond.new_zeros(len(cond)))
