@@ -125,13 +125,13 @@ def run_rollout_error(pretrain_dir: str | Path, ds: OfflineDataset, windows: int
     summary line. ``compare`` maps extra labels to denoiser checkpoints, reported beside the stage's own DM."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from dydiff.pretrain import dataset_key, load_module, load_pretrained
+    from dydiff.pretrain import load_module, load_pretrained
 
     pre = load_pretrained(pretrain_dir, ds)
     denoisers = {pre.denoiser.kind: pre.denoiser}
     for label, path in (compare or {}).items():
         denoisers[label] = load_module(path).model.eval()
-    writer = SummaryWriter(str(Path(log_dir) / dataset_key(ds.source) / "pretrain" / "rollout_error"))
+    writer = SummaryWriter(str(Path(log_dir) / Path(pretrain_dir).parent.name / "pretrain" / "rollout_error"))
     report = rollout_error(pre, ds, windows, seed, policy, denoisers, pretrain_dir, writer)
     writer.close()
     print(summary_line(report))

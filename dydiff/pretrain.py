@@ -70,10 +70,12 @@ def build_module(name: str, ds: OfflineDataset, normalizer, horizon: int, **kwar
 def train_model(name: str, ds: OfflineDataset, out_dir: Path, held: np.ndarray, module_kwargs: dict,
                 trainer_kwargs: dict, horizon: int = 64, normalizer: str = "minmax", pad_value: float = -1.1,
                 val_windows: int = 512, resume: bool = False, log_dir: str = "runs", seed: int = 0):
-    """Train one stage-1 model into ``out_dir/<name>/`` (last.ckpt, best.ckpt); returns the module."""
+    """Train one stage-1 model into ``out_dir/<name>/`` (last.ckpt, best.ckpt), logging to
+    ``log_dir/<dataset>/pretrain/<name>``; ``out_dir`` is ``checkpoints/<dataset>/pretrain``."""
     norm = fit_window_normalizer(ds, normalizer)
     windows = TrajectoryWindows(ds, horizon, norm, pad_value) if name == "denoiser" else None
     extra = {"pad_value": pad_value} if name == "denoiser" else {}
+    torch.manual_seed(seed + MODELS.index(name))  # the initial weights; each step's batch is seeded itself
     module = build_module(name, ds, norm, horizon, seed=seed, **extra, **module_kwargs)
     train, holdout = model_data(name, ds, windows, held, val_windows, seed)
     if name != "denoiser":
@@ -81,7 +83,8 @@ def train_model(name: str, ds: OfflineDataset, out_dir: Path, held: np.ndarray, 
     module.attach_data(train, holdout)
     kw = dict(trainer_kwargs)
     steps = kw.pop("steps_per_epoch")
-    trainer = make_trainer(out_dir / name, f"{dataset_key(ds.source)}/pretrain/{name}", log_dir=log_dir, **kw)
+    trainer = make_trainer(out_dir / name, f"{Path(out_dir).parent.name}/pretrain/{name}", log_dir=log_dir,
+                           log_every_n_steps=min(50, steps), **kw)
     last = out_dir / name / "last.ckpt"
     trainer.fit(module, Steps(steps), Steps(1), ckpt_path=str(last) if resume and last.exists() else None)
     return module, trainer

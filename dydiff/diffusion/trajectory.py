@@ -86,7 +86,7 @@ class TrajectoryModel(nn.Module):
             return lambda x, sigma: torch.cat([f(a, b) for a, b in zip(x.split(chunk), sigma.split(chunk), strict=True)])
 
         if self.kind == "regressor":
-            x = chunked(self.net)(cond, cond.new_zeros(len(cond)))
+            x = chunked(self.net)(edm.apply_conditions(torch.zeros_like(cond), cond, mask), cond.new_zeros(len(cond)))
             x = edm.apply_conditions(x, cond, mask)
         else:
             x = edm.sample(chunked(self.denoise), cond, mask, generator, **{**self.sampler, **sampler})

@@ -1,8 +1,9 @@
 """Stage-1 LightningModules: the trajectory DM, the dynamics ensemble and the reward model.
 
 Each module samples its own batches on the device from tensors given by ``attach_data`` (no per-sample
-Dataset or collate): batch indices come from a generator seeded with (seed, rank, step), so a resumed run
-draws exactly the batches an uninterrupted one would. The dataloader only counts steps.
+Dataset or collate): batch indices come from a generator seeded with (seed, rank, update), where ``updates``
+is the module's own counter (saved in checkpoints), so a resumed run draws exactly the batches an
+uninterrupted one would. The dataloader only counts steps.
 """
 
 from __future__ import annotations
@@ -35,8 +36,19 @@ class Steps:
 class _Pretrain(L.LightningModule):
     """Shared plumbing: on-device data, seeded batch indices, Adam."""
 
+    updates = 0  # training steps taken; seeds each step's batch
+
     def attach_data(self, train: dict[str, torch.Tensor], holdout: dict[str, torch.Tensor]) -> None:
         self._train, self._holdout = train, holdout
+
+    def on_train_batch_end(self, *args) -> None:
+        self.updates += 1
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["updates"] = self.updates
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.updates = checkpoint["updates"]
 
     def on_fit_start(self) -> None:
         move = lambda d: {k: v.to(self.device) for k, v in d.items()}  # noqa: E731
@@ -44,7 +56,7 @@ class _Pretrain(L.LightningModule):
 
     def generator(self, salt: int = 0) -> torch.Generator:
         g = torch.Generator(device=self.device)
-        g.manual_seed(self.hparams.seed * 1_000_003 + self.global_rank * 7919 + self.global_step * 31 + salt)
+        g.manual_seed(self.hparams.seed * 1_000_003 + self.global_rank * 7919 + self.updates * 31 + salt)
         return g
 
     def indices(self, n: int, shape) -> torch.Tensor:
