@@ -50,15 +50,21 @@ def evaluate(
     seed: int = 0,
     ref_random: float | None = None,
     ref_expert: float | None = None,
+    seeds: list[int] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes in lock-step, one env each, seeded ``seed + i``.
 
     ``act`` gets the (episodes, obs_dim) batch of current observations and returns (episodes, act_dim);
     finished episodes keep their last observation and are not stepped. Maze rewards are D4RL's sparse
-    reward on the fixed goal. Scores use the given references, else the task's.
+    reward on the fixed goal. Scores use the given references, else the task's. ``seeds`` (one per episode)
+    replaces ``seed + i``.
     """
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(episodes)]
+    episodes = len(seeds)
+    if episodes == 0:
+        return EvalResult([], [], [])
     envs = [task.make_env() for _ in range(episodes)]
-    obs = np.stack([task.convert_obs(env.reset(seed=seed + i)[0]) for i, env in enumerate(envs)])
+    obs = np.stack([task.convert_obs(env.reset(seed=s)[0]) for s, env in zip(seeds, envs, strict=True)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=int)
     active = np.ones(episodes, dtype=bool)
     while active.any():

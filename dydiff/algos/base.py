@@ -1,0 +1,142 @@
+"""What the three offline algorithms share: on-device batches, the update counter, evaluation, checkpoints.
+
+A subclass implements ``critic_loss``, ``actor_loss``, ``configure_optimizers``, ``training_step`` (the only
+place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works on batched raw observations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from dydiff.data.dataset import Transitions
+from dydiff.envs.evaluation import evaluate
+from dydiff.envs.registry import get_task
+
+
+class Steps:
+    """One 'epoch' of ``n`` gradient steps; the batches themselves are drawn on the device."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
+    """θ' ← (1 − τ)·θ' + τ·θ."""
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+            t.mul_(1 - tau).add_(o, alpha=tau)
+
+
+class PolicyModule(L.LightningModule):
+    automatic_optimization = False
+    eval_deterministic = True  # how evaluation acts
+
+    def __init__(self, obs_dim: int, act_dim: int, task: str, obs_mean: list | None = None,
+                 obs_std: list | None = None, batch_size: int = 256, steps_per_epoch: int = 1000, seed: int = 0,
+                 eval_every: int = 1, eval_episodes: int = 10, ref_random: float | None = None,
+                 ref_expert: float | None = None, real_ratio: float = 1.0):
+        super().__init__()
+        self.register_buffer("obs_mean", torch.as_tensor(obs_mean or [0.0] * obs_dim, dtype=torch.float32))
+        self.register_buffer("obs_std", torch.as_tensor(obs_std or [1.0] * obs_dim, dtype=torch.float32))
+        self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)
+        self.evaluations: list[dict] = []
+        self.real: Transitions | None = None
+        self.synthetic = None  # a SyntheticBuffer once synthesis fills one (DyDiff issue)
+        self.run_dir: Path | None = None
+
+    # ---- data --------------------------------------------------------------------------------
+    def attach_data(self, real: Transitions) -> None:
+        self.real = real
+
+    def on_fit_start(self) -> None:
+        self.real = Transitions(*(t.to(self.device) for t in self.real))
+
+    def train_dataloader(self):
+        return Steps(self.hparams.steps_per_epoch)
+
+    def generator(self) -> torch.Generator:
+        """Randomness of update k: seeded by (seed, rank, k), so a resumed run repeats an uninterrupted one."""
+        g = torch.Generator(device=self.device)
+        return g.manual_seed(self.hparams.seed * 1_000_003 + self.global_rank * 7919 + self.updates)
+
+    def sample_batch(self, g: torch.Generator) -> Transitions:
+        """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real."""
+        b = self.hparams.batch_size
+        n_real = b
+        if self.synthetic is not None and len(self.synthetic) >= b - int(self.hparams.real_ratio * b):
+            n_real = int(self.hparams.real_ratio * b)
+        idx = torch.randint(len(self.real.obs), (n_real,), generator=g, device=self.device)
+        batch = Transitions(*(t[idx] for t in self.real))
+        if n_real < b:
+            syn = self.synthetic.sample(b - n_real, g)
+            batch = Transitions(*(torch.cat([r, s]) for r, s in zip(batch, syn, strict=True)))
+        return batch
+
+    def norm(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    # ---- acting and evaluation ---------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        """Actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return self.policy_action(self.norm(obs), deterministic, generator)
+
+    def run_evaluation(self) -> dict:
+        """Evaluate in the real environment; under DDP each rank runs its share of the episodes."""
+        n, world, rank = self.hparams.eval_episodes, self.trainer.world_size, self.global_rank
+        seeds = [self.hparams.seed * 100_000 + len(self.evaluations) * 1000 + i for i in range(rank, n, world)]
+        g = torch.Generator(device=self.device).manual_seed(len(self.evaluations))
+        res = evaluate(lambda o: self.act(o, self.eval_deterministic, g).cpu().numpy(), get_task(self.hparams.task), len(seeds),
+                       seeds=seeds, ref_random=self.hparams.ref_random, ref_expert=self.hparams.ref_expert)
+        local = torch.tensor([res.returns, res.scores], dtype=torch.float64, device=self.device)
+        if world > 1:
+            pad = torch.full((2, -(-n // world)), float("nan"), dtype=torch.float64, device=self.device)
+            pad[:, : local.shape[1]] = local
+            gathered = self.all_gather(pad)  # (world, 2, per-rank)
+            local = gathered.permute(1, 0, 2).reshape(2, -1)
+            local = local[:, ~torch.isnan(local[0])]
+        returns, scores = local[0].cpu().numpy(), local[1].cpu().numpy()
+        return {"epoch": self.current_epoch, "updates": self.updates, "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()), "score_mean": float(scores.mean()),
+                "score_std": float(scores.std())}
+
+    def on_train_epoch_end(self) -> None:
+        if (self.current_epoch + 1) % self.hparams.eval_every and self.current_epoch + 1 != self.trainer.max_epochs:
+            return
+        ev = self.run_evaluation()
+        self.evaluations.append(ev)
+        for k in ("return_mean", "return_std", "score_mean", "score_std"):
+            self.log(f"eval/{k}", ev[k], prog_bar=k == "score_mean", batch_size=1, rank_zero_only=True)
+
+    def summary(self) -> dict:
+        """The paper's protocol: the mean of the last 5 evaluations; also the best and all of them."""
+        scores = [e["score_mean"] for e in self.evaluations]
+        return {"last5_score_mean": float(np.mean(scores[-5:])) if scores else None,
+                "best_score": max(scores) if scores else None, "evaluations": self.evaluations}
+
+    def on_fit_end(self) -> None:
+        if self.run_dir is not None and self.global_rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=1))
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["algo"] = type(self).__name__.lower()
+        checkpoint["updates"] = self.updates
+        checkpoint["evaluations"] = self.evaluations
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.updates = checkpoint["updates"]
+        self.evaluations = checkpoint["evaluations"]

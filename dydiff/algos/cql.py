@@ -1,0 +1,114 @@
+"""CQL (Kumar et al., 2020), SAC-based, as in CORL's reference implementation: the critic's TD loss plus
+α'·(logsumexp_a Q(s, a) − Q(s, a_data)) over 10 random, current-policy and next-policy actions with importance
+sampling; automatic entropy tuning; optional Lagrange tuning of α' towards a target gap."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+from dydiff.algos.base import PolicyModule, polyak
+from dydiff.algos.networks import TanhGaussianActor, TwinQ
+from dydiff.data.dataset import Transitions
+
+
+class CQL(PolicyModule):
+    def __init__(self, obs_dim: int, act_dim: int, task: str, discount: float = 0.99, tau: float = 0.005,
+                 policy_lr: float = 3e-5, critic_lr: float = 3e-4, alpha_lr: float = 3e-4, hidden: int = 256,
+                 layers: int = 3, orthogonal_init: bool = True, n_actions: int = 10, cql_weight: float = 10.0,
+                 temperature: float = 1.0, importance_sample: bool = True, lagrange: bool = False,
+                 target_action_gap: float = -1.0, backup_entropy: bool = False, target_entropy: float | None = None,
+                 **base):
+        super().__init__(obs_dim, act_dim, task, **base)
+        self.save_hyperparameters()
+        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden, layers, orthogonal_init)
+        self.critic = TwinQ(obs_dim, act_dim, hidden, layers, orthogonal=orthogonal_init)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.nn.Parameter(torch.zeros(()))
+        self.log_alpha_prime = torch.nn.Parameter(torch.zeros(()))
+        self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return (torch.optim.Adam(self.actor.parameters(), lr=h.policy_lr),
+                torch.optim.Adam(self.critic.parameters(), lr=h.critic_lr),
+                torch.optim.Adam([self.log_alpha], lr=h.alpha_lr),
+                torch.optim.Adam([self.log_alpha_prime], lr=h.critic_lr))
+
+    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        return self.actor(obs_n, generator, deterministic)[0]
+
+    def actor_loss(self, obs_n: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy loss α·log π − min Q(s, π(s)), entropy-temperature loss)."""
+        pi, log_pi = self.actor(obs_n, g)
+        alpha = self.log_alpha.exp().detach()
+        q = torch.min(*self.critic(obs_n, pi))
+        alpha_loss = -(self.log_alpha * (log_pi + self.target_entropy).detach()).mean()
+        return (alpha * log_pi - q).mean(), alpha_loss
+
+    def conservative_gap(self, obs_n: torch.Tensor, next_n: torch.Tensor, q_data: tuple, g: torch.Generator):
+        """Per critic: logsumexp over OOD actions (importance-sampled) of Q, minus Q on the data, batch mean."""
+        h, (b, a_dim) = self.hparams, (len(obs_n), self.hparams.act_dim)
+        rep = lambda x: x.repeat_interleave(h.n_actions, 0)  # noqa: E731
+        rand = torch.rand(b * h.n_actions, a_dim, generator=g, device=self.device) * 2 - 1
+        with torch.no_grad():
+            cur, cur_lp = self.actor(rep(obs_n), g)
+            nxt, nxt_lp = self.actor(rep(next_n), g)
+        gaps = []
+        for i, q_d in enumerate(q_data):
+            q = lambda a: self.critic(rep(obs_n), a)[i].view(b, h.n_actions)  # noqa: E731
+            if h.importance_sample:
+                parts = [q(rand) - a_dim * math.log(0.5), q(nxt) - nxt_lp.view(b, -1), q(cur) - cur_lp.view(b, -1)]
+            else:
+                parts = [q(rand), q_d[:, None], q(nxt), q(cur)]
+            ood = torch.logsumexp(torch.cat(parts, 1) / h.temperature, 1) * h.temperature
+            gaps.append((ood - q_d).mean())
+        return gaps
+
+    def critic_loss(self, b: Transitions, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(TD loss + α'·conservative gaps, Lagrange loss for α')."""
+        h = self.hparams
+        obs_n, next_n = self.norm(b.obs), self.norm(b.next_obs)
+        with torch.no_grad():
+            next_a, next_lp = self.actor(next_n, g)
+            target_q = torch.min(*self.critic_target(next_n, next_a))
+            if h.backup_entropy:
+                target_q = target_q - self.log_alpha.exp() * next_lp
+            target = b.rew + (1 - b.done) * h.discount * target_q
+        q_data = self.critic(obs_n, b.act)
+        td = F.mse_loss(q_data[0], target) + F.mse_loss(q_data[1], target)
+        gaps = self.conservative_gap(obs_n, next_n, q_data, g)
+        if h.lagrange:
+            alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
+            terms = [alpha_prime * h.cql_weight * (gap - h.target_action_gap) for gap in gaps]
+            prime_loss = -0.5 * (terms[0] + terms[1])
+        else:
+            terms, prime_loss = [h.cql_weight * gap for gap in gaps], None
+        return td + terms[0] + terms[1], prime_loss
+
+    def training_step(self, step, batch_idx=None):
+        g = self.generator()
+        b = self.sample_batch(g)
+        actor_opt, critic_opt, alpha_opt, prime_opt = self.optimizers()
+        loss_a, loss_alpha = self.actor_loss(self.norm(b.obs), g)
+        alpha_opt.zero_grad()
+        self.manual_backward(loss_alpha)
+        alpha_opt.step()
+        actor_opt.zero_grad()
+        self.manual_backward(loss_a)
+        actor_opt.step()
+        loss_c, loss_prime = self.critic_loss(b, g)
+        if loss_prime is not None:
+            prime_opt.zero_grad()
+            self.manual_backward(loss_prime, retain_graph=True)
+            prime_opt.step()
+        critic_opt.zero_grad()
+        self.manual_backward(loss_c)
+        critic_opt.step()
+        polyak(self.critic_target, self.critic, self.hparams.tau)
+        self.updates += 1
+        self.log_dict({"train/critic_loss": loss_c, "train/actor_loss": loss_a,
+                       "train/alpha": self.log_alpha.exp().detach()}, batch_size=1)

@@ -1,0 +1,87 @@
+"""Diffusion-QL (Wang et al., 2023): a 5-step diffusion actor trained with BC + η·Q guidance, twin critics.
+
+actor loss = BC(ε-prediction) + η·(−Q_i(s, π(s)) / mean|Q_j(s, π(s))|), i, j a random order of the two
+critics; an EMA copy of the actor (0.995, every 5 updates from update 1000) gives the target actions;
+gradient norms are clipped. Evaluation samples 50 actions per state and picks one by softmax over the target
+critic's Q, as the reference code does (the paper does not say so); ``act(deterministic=True)`` takes the argmax.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dydiff.algos.base import PolicyModule, polyak
+from dydiff.algos.networks import DiffusionActor, TwinQ
+from dydiff.data.dataset import Transitions
+
+
+class DiffQL(PolicyModule):
+    eval_deterministic = False  # the reference evaluation: softmax over Q of 50 sampled actions
+
+    def __init__(self, obs_dim: int, act_dim: int, task: str, discount: float = 0.99, tau: float = 0.005,
+                 eta: float = 1.0, lr: float = 3e-4, grad_norm: float = 1.0, diffusion_steps: int = 5,
+                 hidden: int = 256, ema_decay: float = 0.995, ema_every: int = 5, ema_start: int = 1000,
+                 eval_samples: int = 50, **base):
+        super().__init__(obs_dim, act_dim, task, **base)
+        self.save_hyperparameters()
+        self.actor = DiffusionActor(obs_dim, act_dim, hidden, diffusion_steps)
+        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = TwinQ(obs_dim, act_dim, hidden, 3, act=nn.Mish)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def configure_optimizers(self):
+        return (torch.optim.Adam(self.actor.parameters(), lr=self.hparams.lr),
+                torch.optim.Adam(self.critic.parameters(), lr=self.hparams.lr))
+
+    @torch.no_grad()
+    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        n, k = len(obs_n), self.hparams.eval_samples
+        rep = obs_n.repeat_interleave(k, 0)
+        actions = self.actor(rep, generator)
+        q = torch.min(*self.critic_target(rep, actions)).view(n, k)
+        pick = q.argmax(1) if deterministic else torch.multinomial(F.softmax(q, 1), 1, generator=generator)[:, 0]
+        return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
+
+    def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
+        obs, nxt = self.norm(b.obs), self.norm(b.next_obs)
+        with torch.no_grad():
+            target_q = torch.min(*self.critic_target(nxt, self.actor_ema(nxt, g)))
+            target = b.rew + (1 - b.done) * self.hparams.discount * target_q
+        q1, q2 = self.critic(obs, b.act)
+        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+
+    def actor_loss(self, b: Transitions, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BC + η·Q loss, BC loss)."""
+        obs = self.norm(b.obs)
+        bc = self.actor.loss(obs, b.act, g)
+        q1, q2 = self.critic(obs, self.actor(obs, g))
+        first = bool(torch.rand((), generator=g, device=self.device) > 0.5)
+        q_loss = -q1.mean() / q2.abs().mean().detach() if first else -q2.mean() / q1.abs().mean().detach()
+        return bc + self.hparams.eta * q_loss, bc
+
+    def training_step(self, step, batch_idx=None):
+        h, g = self.hparams, self.generator()
+        b = self.sample_batch(g)
+        actor_opt, critic_opt = self.optimizers()
+        loss_c = self.critic_loss(b, g)
+        critic_opt.zero_grad()
+        self.manual_backward(loss_c)
+        if h.grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.critic.parameters(), h.grad_norm)
+        critic_opt.step()
+        loss_a, bc = self.actor_loss(b, g)
+        actor_opt.zero_grad()
+        self.manual_backward(loss_a)
+        if h.grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), h.grad_norm)
+        actor_opt.step()
+        if self.updates % h.ema_every == 0 and self.updates >= h.ema_start:  # the reference's step_ema
+            polyak(self.actor_ema, self.actor, 1 - h.ema_decay)
+        polyak(self.critic_target, self.critic, h.tau)
+        self.updates += 1
+        self.log_dict({"train/critic_loss": loss_c, "train/actor_loss": loss_a, "train/bc_loss": bc},
+                      batch_size=1)

@@ -1,0 +1,114 @@
+"""Networks of the offline RL algorithms: MLPs, twin critics, a tanh-Gaussian actor and a diffusion actor."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(d_in: int, d_out: int, hidden: int = 256, layers: int = 2, act=nn.ReLU, orthogonal: bool = False):
+    dims = [d_in] + [hidden] * layers
+    mods = [m for a, b in zip(dims[:-1], dims[1:], strict=True) for m in (nn.Linear(a, b), act())]
+    net = nn.Sequential(*mods, nn.Linear(dims[-1], d_out))
+    if orthogonal:  # CORL's CQL initialisation
+        for m in net:
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, gain=math.sqrt(2))
+                nn.init.zeros_(m.bias)
+        nn.init.orthogonal_(net[-1].weight, gain=1e-2)
+    return net
+
+
+class TwinQ(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, act=nn.ReLU,
+                 orthogonal: bool = False):
+        super().__init__()
+        self.q1 = mlp(obs_dim + act_dim, 1, hidden, layers, act, orthogonal)
+        self.q2 = mlp(obs_dim + act_dim, 1, hidden, layers, act, orthogonal)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, act], -1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's actor: a = tanh(μ + σ·ε); log-probabilities with the tanh change of variables."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, orthogonal: bool = False,
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, layers, orthogonal=orthogonal)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False):
+        """(action, log π(action|obs)); the deterministic action is tanh(μ)."""
+        mean, log_std = self.net(obs).chunk(2, -1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        if deterministic:
+            return torch.tanh(mean), None
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        pre = mean + log_std.exp() * eps
+        log_prob = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
+        return torch.tanh(pre), log_prob
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        pre = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
+        lp = (-0.5 * ((pre - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return lp - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
+
+
+def vp_betas(steps: int, b_min: float = 0.1, b_max: float = 10.0) -> torch.Tensor:
+    """Diffusion-QL's variance-preserving schedule, discretised to ``steps`` steps."""
+    t = torch.arange(1, steps + 1, dtype=torch.float64)
+    alpha = torch.exp(-b_min / steps - 0.5 * (b_max - b_min) * (2 * t - 1) / steps**2)
+    return (1 - alpha).float()
+
+
+class DiffusionActor(nn.Module):
+    """Diffusion-QL's actor: a DDPM over actions conditioned on the state; ε-prediction MLP (3×256 Mish)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, steps: int = 5, t_dim: int = 16):
+        super().__init__()
+        self.act_dim, self.steps = act_dim, steps
+        half = t_dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(10000) * torch.arange(half) / (half - 1)))
+        self.time = nn.Sequential(nn.Linear(t_dim, t_dim * 2), nn.Mish(), nn.Linear(t_dim * 2, t_dim))
+        self.net = mlp(obs_dim + act_dim + t_dim, act_dim, hidden, 3, act=nn.Mish)
+        betas = vp_betas(steps)
+        alphas_bar = torch.cumprod(1 - betas, 0)
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas_bar", alphas_bar)
+        prev = torch.cat([torch.ones(1), alphas_bar[:-1]])
+        self.register_buffer("post_var", betas * (1 - prev) / (1 - alphas_bar))
+        self.register_buffer("coef_x0", betas * prev.sqrt() / (1 - alphas_bar))
+        self.register_buffer("coef_xt", (1 - prev) * (1 - betas).sqrt() / (1 - alphas_bar))
+
+    def eps(self, a: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        emb = t.float()[:, None] * self.freqs[None]
+        return self.net(torch.cat([a, self.time(torch.cat([emb.sin(), emb.cos()], -1)), obs], -1))
+
+    def loss(self, obs: torch.Tensor, action: torch.Tensor, generator=None) -> torch.Tensor:
+        """The behaviour-cloning term: ‖ε − ε_θ(√ᾱ_t·a + √(1−ᾱ_t)·ε, t, s)‖²."""
+        t = torch.randint(self.steps, (len(obs),), generator=generator, device=obs.device)
+        noise = torch.randn(action.shape, generator=generator, device=obs.device, dtype=action.dtype)
+        ab = self.alphas_bar[t][:, None]
+        return F.mse_loss(self.eps(ab.sqrt() * action + (1 - ab).sqrt() * noise, t, obs), noise)
+
+    def forward(self, obs: torch.Tensor, generator=None) -> torch.Tensor:
+        """Sample actions by the reverse process (differentiable: Diffusion-QL backpropagates Q through it)."""
+        a = torch.randn(len(obs), self.act_dim, generator=generator, device=obs.device, dtype=obs.dtype)
+        for i in reversed(range(self.steps)):
+            t = torch.full((len(obs),), i, device=obs.device, dtype=torch.long)
+            ab = self.alphas_bar[i]
+            x0 = ((a - (1 - ab).sqrt() * self.eps(a, t, obs)) / ab.sqrt()).clamp(-1, 1)
+            a = self.coef_x0[i] * x0 + self.coef_xt[i] * a
+            if i > 0:
+                a = a + self.post_var[i].sqrt() * torch.randn(a.shape, generator=generator, device=a.device,
+                                                              dtype=a.dtype)
+        return a.clamp(-1, 1)
