@@ -12,9 +12,9 @@ def test_collect_in_process(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("collect", overrides=["preset=smoke", f"data_dir={tmp_path}"])
     out = run(cfg)
-    assert out["summary"]["transitions"] == 5000
+    assert out["summary"]["transitions"] == 20000
     assert out["expert"]["score_mean"] > out["random"]["score_mean"] + 50
-    assert len(list((tmp_path / "builtin").glob("maze2d-umaze-5000-*.hdf5"))) == 1
+    assert len(list((tmp_path / "builtin").glob("maze2d-umaze-20000-*.hdf5"))) == 1
     again = run(cfg)  # cached: the same data
     assert again["summary"]["fingerprint"] == out["summary"]["fingerprint"]
 

@@ -52,7 +52,7 @@ def test_reloaded_checkpoint_gives_identical_outputs(smoke_run):
 
     tmp, _ = smoke_run
     out = tmp / "ck" / "maze2d-umaze" / "pretrain"
-    ds = load_dataset("maze2d-umaze", data_dir=tmp / "data", size=5000, ref_episodes=4)
+    ds = load_dataset("maze2d-umaze", data_dir=tmp / "data", size=20000, ref_episodes=4)
     pre = load_pretrained(out, ds)
     assert all(not p.requires_grad for p in pre.denoiser.parameters())
     s0 = torch.as_tensor(ds.observations[:5])
@@ -74,7 +74,7 @@ def test_fingerprint_mismatch_is_refused(smoke_run):
 
     tmp, _ = smoke_run
     out = tmp / "ck" / "maze2d-umaze" / "pretrain"
-    other = load_dataset("maze2d-umaze", data_dir=tmp / "data", size=5000, seed=1, ref_episodes=4)
+    other = load_dataset("maze2d-umaze", data_dir=tmp / "data", size=20000, seed=1, ref_episodes=4)
     with pytest.raises(DatasetError, match="trained on dataset .* not on this one"):
         load_pretrained(out, other)
     from stages.pretrain import run

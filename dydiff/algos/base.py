@@ -7,6 +7,7 @@ place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import lightning as L
@@ -47,6 +48,10 @@ class PolicyModule(L.LightningModule):
                  eval_every: int = 1, eval_episodes: int = 10, ref_random: float | None = None,
                  ref_expert: float | None = None, real_ratio: float = 1.0):
         super().__init__()
+        # the shared settings (a subclass's save_hyperparameters() records only those passed explicitly)
+        self.cfg = SimpleNamespace(task=task, batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
+                                   eval_every=eval_every, eval_episodes=eval_episodes, ref_random=ref_random,
+                                   ref_expert=ref_expert, real_ratio=real_ratio)
         self.register_buffer("obs_mean", torch.as_tensor(obs_mean or [0.0] * obs_dim, dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(obs_std or [1.0] * obs_dim, dtype=torch.float32))
         self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)
@@ -57,31 +62,43 @@ class PolicyModule(L.LightningModule):
 
     # ---- data --------------------------------------------------------------------------------
     def attach_data(self, real: Transitions) -> None:
+        """The real transitions (raw units). They are kept on the device with observations normalised once."""
         self.real = real
+        self._real_n = None
 
     def on_fit_start(self) -> None:
-        self.real = Transitions(*(t.to(self.device) for t in self.real))
+        r = Transitions(*(t.to(self.device) for t in self.real))
+        self._real_n = r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs))
 
     def train_dataloader(self):
-        return Steps(self.hparams.steps_per_epoch)
+        return Steps(self.cfg.steps_per_epoch)
 
     def generator(self) -> torch.Generator:
         """Randomness of update k: seeded by (seed, rank, k), so a resumed run repeats an uninterrupted one."""
-        g = torch.Generator(device=self.device)
-        return g.manual_seed(self.hparams.seed * 1_000_003 + self.global_rank * 7919 + self.updates)
+        if getattr(self, "_gen", None) is None or self._gen.device != self.device:
+            self._gen = torch.Generator(device=self.device)
+        return self._gen.manual_seed(self.cfg.seed * 1_000_003 + self.global_rank * 7919 + self.updates)
 
     def sample_batch(self, g: torch.Generator) -> Transitions:
-        """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real."""
-        b = self.hparams.batch_size
+        """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real.
+        Observations come normalised (the policy's input space); actions, rewards and done as stored."""
+        b = self.cfg.batch_size
         n_real = b
-        if self.synthetic is not None and len(self.synthetic) >= b - int(self.hparams.real_ratio * b):
-            n_real = int(self.hparams.real_ratio * b)
-        idx = torch.randint(len(self.real.obs), (n_real,), generator=g, device=self.device)
-        batch = Transitions(*(t[idx] for t in self.real))
+        if self.synthetic is not None and len(self.synthetic) >= b - int(self.cfg.real_ratio * b):
+            n_real = int(self.cfg.real_ratio * b)
+        if self._real_n is None:  # outside a Trainer (tests)
+            self.on_fit_start()
+        idx = torch.randint(len(self._real_n.obs), (n_real,), generator=g, device=self.device)
+        batch = Transitions(*(t[idx] for t in self._real_n))
         if n_real < b:
             syn = self.synthetic.sample(b - n_real, g)
             batch = Transitions(*(torch.cat([r, s]) for r, s in zip(batch, syn, strict=True)))
         return batch
+
+    def log_train(self, metrics: dict) -> None:
+        """Log training losses every 50 updates: logging every step would cost more than the update itself."""
+        if self.updates % 50 == 0:
+            self.log_dict(metrics, batch_size=1)
 
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
@@ -95,11 +112,11 @@ class PolicyModule(L.LightningModule):
 
     def run_evaluation(self) -> dict:
         """Evaluate in the real environment; under DDP each rank runs its share of the episodes."""
-        n, world, rank = self.hparams.eval_episodes, self.trainer.world_size, self.global_rank
-        seeds = [self.hparams.seed * 100_000 + len(self.evaluations) * 1000 + i for i in range(rank, n, world)]
+        n, world, rank = self.cfg.eval_episodes, self.trainer.world_size, self.global_rank
+        seeds = [self.cfg.seed * 100_000 + len(self.evaluations) * 1000 + i for i in range(rank, n, world)]
         g = torch.Generator(device=self.device).manual_seed(len(self.evaluations))
-        res = evaluate(lambda o: self.act(o, self.eval_deterministic, g).cpu().numpy(), get_task(self.hparams.task), len(seeds),
-                       seeds=seeds, ref_random=self.hparams.ref_random, ref_expert=self.hparams.ref_expert)
+        res = evaluate(lambda o: self.act(o, self.eval_deterministic, g).cpu().numpy(), get_task(self.cfg.task), len(seeds),
+                       seeds=seeds, ref_random=self.cfg.ref_random, ref_expert=self.cfg.ref_expert)
         local = torch.tensor([res.returns, res.scores], dtype=torch.float64, device=self.device)
         if world > 1:
             pad = torch.full((2, -(-n // world)), float("nan"), dtype=torch.float64, device=self.device)
@@ -113,7 +130,7 @@ class PolicyModule(L.LightningModule):
                 "score_std": float(scores.std())}
 
     def on_train_epoch_end(self) -> None:
-        if (self.current_epoch + 1) % self.hparams.eval_every and self.current_epoch + 1 != self.trainer.max_epochs:
+        if (self.current_epoch + 1) % self.cfg.eval_every and self.current_epoch + 1 != self.trainer.max_epochs:
             return
         ev = self.run_evaluation()
         self.evaluations.append(ev)

@@ -71,7 +71,7 @@ class CQL(PolicyModule):
     def critic_loss(self, b: Transitions, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(TD loss + α'·conservative gaps, Lagrange loss for α')."""
         h = self.hparams
-        obs_n, next_n = self.norm(b.obs), self.norm(b.next_obs)
+        obs_n, next_n = b.obs, b.next_obs
         with torch.no_grad():
             next_a, next_lp = self.actor(next_n, g)
             target_q = torch.min(*self.critic_target(next_n, next_a))
@@ -93,7 +93,7 @@ class CQL(PolicyModule):
         g = self.generator()
         b = self.sample_batch(g)
         actor_opt, critic_opt, alpha_opt, prime_opt = self.optimizers()
-        loss_a, loss_alpha = self.actor_loss(self.norm(b.obs), g)
+        loss_a, loss_alpha = self.actor_loss(b.obs, g)
         alpha_opt.zero_grad()
         self.manual_backward(loss_alpha)
         alpha_opt.step()
@@ -110,5 +110,5 @@ class CQL(PolicyModule):
         critic_opt.step()
         polyak(self.critic_target, self.critic, self.hparams.tau)
         self.updates += 1
-        self.log_dict({"train/critic_loss": loss_c, "train/actor_loss": loss_a,
-                       "train/alpha": self.log_alpha.exp().detach()}, batch_size=1)
+        self.log_train({"train/critic_loss": loss_c, "train/actor_loss": loss_a,
+                       "train/alpha": self.log_alpha.exp().detach()})

@@ -47,7 +47,7 @@ class DiffQL(PolicyModule):
         return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
 
     def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
-        obs, nxt = self.norm(b.obs), self.norm(b.next_obs)
+        obs, nxt = b.obs, b.next_obs
         with torch.no_grad():
             target_q = torch.min(*self.critic_target(nxt, self.actor_ema(nxt, g)))
             target = b.rew + (1 - b.done) * self.hparams.discount * target_q
@@ -56,7 +56,7 @@ class DiffQL(PolicyModule):
 
     def actor_loss(self, b: Transitions, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(BC + η·Q loss, BC loss)."""
-        obs = self.norm(b.obs)
+        obs = b.obs
         bc = self.actor.loss(obs, b.act, g)
         q1, q2 = self.critic(obs, self.actor(obs, g))
         first = bool(torch.rand((), generator=g, device=self.device) > 0.5)

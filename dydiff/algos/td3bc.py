@@ -36,7 +36,7 @@ class TD3BC(PolicyModule):
     def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
         """Clipped double-Q target with target policy smoothing (noise 0.2 clipped at 0.5)."""
         h = self.hparams
-        obs, nxt = self.norm(b.obs), self.norm(b.next_obs)
+        obs, nxt = b.obs, b.next_obs
         with torch.no_grad():
             noise = (torch.randn(b.act.shape, generator=g, device=self.device) * h.policy_noise).clamp(
                 -h.noise_clip, h.noise_clip)
@@ -47,7 +47,7 @@ class TD3BC(PolicyModule):
 
     def actor_loss(self, b: Transitions) -> torch.Tensor:
         """−λ·mean Q₁(s, π(s)) + MSE(π(s), a), λ = α / mean|Q₁| (detached)."""
-        obs = self.norm(b.obs)
+        obs = b.obs
         pi = self.actor(obs)
         q = self.critic.q1(torch.cat([obs, pi], -1)).squeeze(-1)
         lam = self.hparams.alpha / q.abs().mean().detach()
@@ -71,4 +71,4 @@ class TD3BC(PolicyModule):
             polyak(self.actor_target, self.actor, self.hparams.tau)
             logs["train/actor_loss"] = loss_a
         self.updates += 1
-        self.log_dict(logs, batch_size=1)
+        self.log_train(logs)

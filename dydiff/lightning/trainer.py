@@ -31,9 +31,12 @@ def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: 
     """A Trainer that writes ``last.ckpt`` every epoch (and ``best.ckpt`` on ``monitor``) to ``ckpt_dir``,
     TensorBoard logs to ``log_dir/log_name``, stops early after ``patience`` epochs without improvement, and
     keeps an EMA of the weights (saved as the checkpoint's state_dict) when ``ema_decay`` is set."""
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="best" if monitor else None, monitor=monitor,
-                                 save_last=True, save_top_k=1 if monitor else 0, enable_version_counter=False),
-                 LearningRateMonitor()]
+    if monitor:
+        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=True,
+                               enable_version_counter=False)
+    else:  # keep only the latest, as last.ckpt, every epoch
+        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
+    callbacks = [ckpt, LearningRateMonitor()]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, kw.pop("refresh_rate", 20))))
     if patience:

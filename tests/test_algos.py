@@ -1,0 +1,172 @@
+import copy
+import math
+import warnings
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from dydiff.algos import ALGOS, CQL, TD3BC, DiffQL
+from dydiff.data.dataset import Transitions
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+SMALL = {"td3bc": {"hidden": 32}, "cql": {"hidden": 32, "layers": 2}, "diffql": {"hidden": 32, "ema_start": 2}}
+
+
+def random_data(n=512, obs_dim=4, act_dim=2, seed=0) -> Transitions:
+    g = torch.Generator().manual_seed(seed)
+    return Transitions(torch.randn(n, obs_dim, generator=g), torch.rand(n, act_dim, generator=g) * 2 - 1,
+                       torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g), torch.zeros(n))
+
+
+def make(algo, seed=0, **kw):
+    torch.manual_seed(seed)
+    m = ALGOS[algo](obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=3, seed=seed,
+                    eval_every=1000, eval_episodes=1, **{**SMALL[algo], **kw})
+    m.attach_data(random_data())
+    return m
+
+
+class Snapshots(L.Callback):
+    """Parameters before and after every update."""
+
+    def __init__(self):
+        self.before, self.after = [], []
+
+    def on_train_batch_start(self, trainer, module, *a):
+        self.before.append(copy.deepcopy(module.state_dict()))
+
+    def on_train_batch_end(self, trainer, module, *a):
+        self.after.append(copy.deepcopy(module.state_dict()))
+
+
+def fit(module, epochs=1, callbacks=()):
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
+    trainer.fit(module)
+    return trainer
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_every_trainable_parameter_changes(algo):
+    m = make(algo)
+    before = {k: v.detach().clone() for k, v in m.named_parameters() if v.requires_grad}
+    fit(m)
+    skip = {"log_alpha_prime"}  # only trained with lagrange=True
+    unchanged = [k for k, v in m.named_parameters() if k in before and k not in skip and torch.equal(v, before[k])]
+    assert not unchanged
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_targets_follow_polyak_exactly(algo):
+    m, snaps = make(algo), Snapshots()
+    fit(m, callbacks=[snaps])
+    tau = m.hparams.tau
+    before, after = snaps.before[0], snaps.after[0]  # update 0: every algorithm updates its targets
+    for k in after:
+        if k.startswith("critic_target."):
+            online = after[k.replace("critic_target.", "critic.")]
+            expected = before[k].clone().mul_(1 - tau).add_(online, alpha=tau)
+            assert torch.equal(after[k], expected), k
+
+
+def test_td3bc_policy_delay_and_update_counter():
+    m, snaps = make("td3bc"), Snapshots()
+    fit(m, callbacks=[snaps])
+    assert m.updates == 3
+    actor = lambda sd: [v for k, v in sd.items() if k.startswith("actor.")]  # noqa: E731
+    changed = [not all(torch.equal(a, b) for a, b in zip(actor(snaps.before[i]), actor(snaps.after[i]), strict=True))
+               for i in range(3)]
+    assert changed == [True, False, True]  # the actor and targets update every policy_freq = 2 updates
+
+
+def test_diffql_ema_starts_at_ema_start():
+    m, snaps = make("diffql", ema_start=2, ema_every=1), Snapshots()
+    fit(m, callbacks=[snaps])
+    ema = lambda sd: [v for k, v in sd.items() if k.startswith("actor_ema.")]  # noqa: E731
+    changed = [not all(torch.equal(a, b) for a, b in zip(ema(snaps.before[i]), ema(snaps.after[i]), strict=True))
+               for i in range(3)]
+    assert changed == [False, False, True]
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_same_seed_identical_runs_and_act_contract(algo):
+    a, b = make(algo, seed=3), make(algo, seed=3)
+    fit(a)
+    fit(b)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    obs = torch.randn(7, 4) * 3
+    for det in (True, False):
+        act = a.act(obs, det, torch.Generator().manual_seed(0))
+        assert act.shape == (7, 2) and float(act.abs().max()) <= 1.0
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(a.act(obs, False, g1), a.act(obs, False, g2))
+
+
+def test_td3bc_actor_loss_by_hand():
+    m = make("td3bc")
+    b = Transitions(*(t[:8] for t in random_data()))  # a batch arrives normalised
+    obs = b.obs
+    pi = m.actor(obs)
+    q = m.critic.q1(torch.cat([obs, pi], -1)).squeeze(-1)
+    lam = 2.5 / q.abs().mean()
+    expected = -lam * q.mean() + ((pi - b.act) ** 2).mean()
+    torch.testing.assert_close(m.actor_loss(b), expected)
+
+
+def test_cql_conservative_gap_sign_and_size():
+    m = make("cql")
+    obs = torch.randn(64, 4)
+    act = torch.zeros(64, 2)  # the data action; Q grows away from it
+    gaps = {}
+    for c in (1.0, 10.0):
+        m.critic.forward = lambda s, a, c=c: (c * (a**2).sum(-1), c * (a**2).sum(-1))
+        q_data = m.critic(obs, act)
+        gaps[c] = float(m.conservative_gap(obs, obs, q_data, torch.Generator().manual_seed(0))[0])
+    # logsumexp ≥ the mean Q of uniform actions (c·2/3) plus the importance weight log 2^d
+    assert gaps[1.0] > 2 / 3 + 2 * math.log(2) - 0.2
+    assert gaps[10.0] > 10 * 2 / 3
+    assert gaps[10.0] > gaps[1.0]
+    m.critic.forward = lambda s, a: (-(a**2).sum(-1) * 10, -(a**2).sum(-1) * 10)  # Q highest on the data
+    q_data = m.critic(obs, act)
+    lower = float(m.conservative_gap(obs, obs, q_data, torch.Generator().manual_seed(0))[0])
+    assert lower < gaps[1.0]
+
+
+def test_diffql_bc_loss_is_zero_gradient_at_optimum():
+    """With one action a* per state, ε_θ(x_t, t) = (x_t − √ᾱ_t·a*)/√(1 − ᾱ_t) is optimal: loss 0, gradient 0."""
+    m = make("diffql")
+    a_star = torch.nn.Parameter(torch.tensor([0.3, -0.6]))
+    actor = m.actor
+    actor.eps = lambda a, t, s: (a - actor.alphas_bar[t][:, None].sqrt() * a_star) / (
+        1 - actor.alphas_bar[t][:, None]).sqrt()
+    obs = torch.randn(64, 4)
+    loss = actor.loss(obs, a_star.detach().expand(64, 2), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert float(loss) < 1e-10 and float(a_star.grad.abs().max()) < 1e-5
+    a_star.grad = None
+    off = actor.loss(obs, (a_star.detach() + 0.1).expand(64, 2), torch.Generator().manual_seed(0))
+    off.backward()
+    assert float(off) > 1e-3 and float(a_star.grad.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_critic_converges_on_one_step_bandit(algo):
+    """done = 1 everywhere: Q(s, a) must converge to the reward r(s, a) = s₀ + a₀ on the data."""
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(1024, 4, generator=g), torch.rand(1024, 2, generator=g) * 2 - 1
+    rew = obs[:, 0] + act[:, 0]
+    kw = {"cql_weight": 0.0} if algo == "cql" else {}  # the conservative term biases Q on purpose
+    m = ALGOS[algo](obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=128, steps_per_epoch=400, seed=0,
+                    eval_every=1000, eval_episodes=1, **{**SMALL[algo], "hidden": 64}, **kw)
+    m.attach_data(Transitions(obs, act, rew, obs, torch.ones(1024)))
+    if algo == "td3bc":
+        m.hparams.critic_lr = 1e-3
+    fit(m, epochs=2)
+    with torch.no_grad():
+        q1, q2 = m.critic(m.norm(obs), act)  # obs_mean 0, obs_std 1 here
+    err = float(((q1 - rew) ** 2).mean())
+    assert err < 0.05 * float(rew.var()), err
+    np.testing.assert_allclose(q1.numpy(), q2.numpy(), atol=0.5)
