@@ -26,6 +26,8 @@ install: $(STAMP)
 
 run: install
 	$(PY) stages/collect.py
+	$(PY) stages/pretrain.py progress=false
+	$(PY) stages/policy.py algo=td3bc progress=false
 
 test: install
 	$(PY) -m pytest -q

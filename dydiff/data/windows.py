@@ -64,15 +64,15 @@ class TrajectoryWindows:
         Action t is real iff state t+1 is (``mask[..., t+1]``)."""
         return gather_windows(self.rows, self.valid, self.starts[i], self.horizon)
 
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (…, L+1, D) → states (…, L+1, obs_dim), actions (…, L, act_dim)."""
+        return x[..., : self.obs_dim], x[..., :-1, self.obs_dim :]
+
 
 def gather_windows(rows: torch.Tensor, valid: torch.Tensor, starts: torch.Tensor, horizon: int):
     """rows[start : start + L + 1] for every start, on whatever device the tensors live."""
     index = starts.unsqueeze(-1) + torch.arange(horizon + 1, device=starts.device)
     return rows[index], valid[index]
-
-    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (…, L+1, D) → states (…, L+1, obs_dim), actions (…, L, act_dim)."""
-        return x[..., : self.obs_dim], x[..., :-1, self.obs_dim :]
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:
