@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dydiff.algos import ALGOS, CQL, TD3BC, DiffQL
+from dydiff.algos import ALGOS
 from dydiff.data.dataset import Transitions
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -10,8 +10,9 @@ from hydra import compose, initialize_config_dir
 
 def compose_policy(tmp_path, *overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("policy", overrides=["preset=smoke", f"data_dir={tmp_path.parent}/data", f"checkpoint_dir={tmp_path}/ck",
-                                            f"log_dir={tmp_path}/runs", "progress=false", *overrides])
+        return compose("policy", overrides=["preset=smoke", f"data_dir={tmp_path.parent}/data",
+                                            f"checkpoint_dir={tmp_path}/ck", f"log_dir={tmp_path}/runs",
+                                            "progress=false", *overrides])
 
 
 @pytest.mark.parametrize("algo", ["td3bc", "cql", "diffql"])

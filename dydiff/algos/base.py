@@ -7,8 +7,8 @@ place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -115,8 +115,9 @@ class PolicyModule(L.LightningModule):
         n, world, rank = self.cfg.eval_episodes, self.trainer.world_size, self.global_rank
         seeds = [self.cfg.seed * 100_000 + len(self.evaluations) * 1000 + i for i in range(rank, n, world)]
         g = torch.Generator(device=self.device).manual_seed(len(self.evaluations))
-        res = evaluate(lambda o: self.act(o, self.eval_deterministic, g).cpu().numpy(), get_task(self.cfg.task), len(seeds),
-                       seeds=seeds, ref_random=self.cfg.ref_random, ref_expert=self.cfg.ref_expert)
+        act = lambda o: self.act(o, self.eval_deterministic, g).cpu().numpy()  # noqa: E731
+        res = evaluate(act, get_task(self.cfg.task), seeds=seeds, ref_random=self.cfg.ref_random,
+                       ref_expert=self.cfg.ref_expert)
         local = torch.tensor([res.returns, res.scores], dtype=torch.float64, device=self.device)
         if world > 1:
             pad = torch.full((2, -(-n // world)), float("nan"), dtype=torch.float64, device=self.device)

@@ -59,7 +59,7 @@ class CQL(PolicyModule):
             nxt, nxt_lp = self.actor(rep(next_n), g)
         gaps = []
         for i, q_d in enumerate(q_data):
-            q = lambda a: self.critic(rep(obs_n), a)[i].view(b, h.n_actions)  # noqa: E731
+            q = lambda a, i=i: self.critic(rep(obs_n), a)[i].view(b, h.n_actions)  # noqa: E731
             if h.importance_sample:
                 parts = [q(rand) - a_dim * math.log(0.5), q(nxt) - nxt_lp.view(b, -1), q(cur) - cur_lp.view(b, -1)]
             else:

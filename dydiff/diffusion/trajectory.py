@@ -83,7 +83,8 @@ class TrajectoryModel(nn.Module):
         mask = self.cond_mask.expand_as(cond)
 
         def chunked(f):
-            return lambda x, sigma: torch.cat([f(a, b) for a, b in zip(x.split(chunk), sigma.split(chunk), strict=True)])
+            split = lambda x, sigma: zip(x.split(chunk), sigma.split(chunk), strict=True)  # noqa: E731
+            return lambda x, sigma: torch.cat([f(a, b) for a, b in split(x, sigma)])
 
         if self.kind == "regressor":
             x = chunked(self.net)(edm.apply_conditions(torch.zeros_like(cond), cond, mask), cond.new_zeros(len(cond)))

@@ -64,7 +64,8 @@ class DynamicsEnsemble(nn.Module):
         target = next_obs - obs
         nll = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
         bound = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
-        decay = sum(wd * 0.5 * (layer.weight**2).sum() for wd, layer in zip(self.weight_decay, self.layers, strict=True))
+        layers = zip(self.weight_decay, self.layers, strict=True)
+        decay = sum(wd * 0.5 * (layer.weight**2).sum() for wd, layer in layers)
         return nll + bound + decay
 
     @torch.no_grad()
