@@ -15,8 +15,8 @@ from dydiff.data.dataset import OfflineDataset
 from dydiff.data.normalizers import normalizer_from_state
 from dydiff.data.windows import TrajectoryWindows, fit_window_normalizer
 from dydiff.errors import DatasetError
-from dydiff.lightning.pretrain import MODULES, Steps
-from dydiff.lightning.trainer import make_trainer
+from dydiff.lightning.pretrain import MODULES
+from dydiff.lightning.trainer import Steps, make_trainer
 
 MODELS = ("denoiser", "dynamics", "reward")
 

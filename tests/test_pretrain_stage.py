@@ -107,3 +107,19 @@ def test_cli(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "rollout error at t = L = 16" in r.stdout
     assert (tmp_path / "ck/maze2d-umaze/pretrain/denoiser/last.ckpt").exists()
+
+
+def test_rollout_error_with_policy_actions(smoke_run):
+    """The paper's protocol: a stage-2 policy acts in the ensemble; the simulator replays those actions."""
+    from stages.analyze import run as analyze
+    from stages.policy import run as policy
+
+    tmp, _ = smoke_run
+    common = [f"data_dir={tmp}/data", f"checkpoint_dir={tmp}/ck", f"log_dir={tmp}/runs", "preset=smoke",
+              "progress=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        policy(compose("policy", overrides=common))
+        ckpt = tmp / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt"
+        rep = analyze(compose("analyze", overrides=[*common, f"policy={ckpt}", "windows=5"]))
+    assert rep["actions"] == "policy" and rep["windows"] == 5
+    assert rep["models"]["ensemble"]["e"][0] == 0.0 and len(rep["models"]["ensemble"]["e"]) == 17

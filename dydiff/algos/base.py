@@ -17,19 +17,7 @@ import torch
 from dydiff.data.dataset import Transitions
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import get_task
-
-
-class Steps:
-    """One 'epoch' of ``n`` gradient steps; the batches themselves are drawn on the device."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __iter__(self):
-        return iter(range(self.n))
-
-    def __len__(self) -> int:
-        return self.n
+from dydiff.lightning.trainer import Steps
 
 
 def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:

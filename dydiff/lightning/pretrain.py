@@ -20,19 +20,6 @@ from dydiff.models.ensemble import DynamicsEnsemble
 from dydiff.models.reward import RewardModel
 
 
-class Steps:
-    """An iterable of ``n`` step indices: one 'epoch' of ``n`` batches."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __iter__(self):
-        return iter(range(self.n))
-
-    def __len__(self) -> int:
-        return self.n
-
-
 class _Pretrain(L.LightningModule):
     """Shared plumbing: on-device data, seeded batch indices, Adam."""
 

@@ -13,6 +13,32 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
+class Steps:
+    """An iterable of ``n`` step indices: one 'epoch' of ``n`` batches (the batches themselves are drawn
+    on the device by the module)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class NamedProgressBar(TQDMProgressBar):
+    """A progress bar that says what is being trained: '<name> epoch k'."""
+
+    def __init__(self, name: str, refresh_rate: int = 20):
+        super().__init__(refresh_rate=refresh_rate)
+        self.name = name
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"{self.name} epoch {trainer.current_epoch}")
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to ``<path>.tmp`` then rename: a crash never leaves a half-written checkpoint."""
 
@@ -38,7 +64,7 @@ def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: 
         ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     callbacks = [ckpt, LearningRateMonitor()]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, kw.pop("refresh_rate", 20))))
+        callbacks.append(NamedProgressBar(log_name, refresh_rate=max(1, kw.pop("refresh_rate", 20))))
     if patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=patience, mode="min"))
     if ema_decay:
