@@ -115,10 +115,9 @@ def test_rollout_error_with_policy_actions(smoke_run):
     from stages.policy import run as policy
 
     tmp, _ = smoke_run
-    common = [f"data_dir={tmp}/data", f"checkpoint_dir={tmp}/ck", f"log_dir={tmp}/runs", "preset=smoke",
-              "progress=false"]
+    common = [f"data_dir={tmp}/data", f"checkpoint_dir={tmp}/ck", f"log_dir={tmp}/runs", "preset=smoke"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        policy(compose("policy", overrides=common))
+        policy(compose("policy", overrides=[*common, "progress=false"]))
         ckpt = tmp / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt"
         rep = analyze(compose("analyze", overrides=[*common, f"policy={ckpt}", "windows=5"]))
     assert rep["actions"] == "policy" and rep["windows"] == 5
