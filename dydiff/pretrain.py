@@ -68,11 +68,12 @@ def build_module(name: str, ds: OfflineDataset, normalizer, horizon: int, **kwar
 
 
 def train_model(name: str, ds: OfflineDataset, out_dir: Path, held: np.ndarray, module_kwargs: dict,
-                trainer_kwargs: dict, horizon: int = 64, normalizer: str = "minmax", pad_value: float = -1.1,
+                trainer_kwargs: dict, horizon: int = 64, normalizer=None, pad_value: float = -1.1,
                 val_windows: int = 512, resume: bool = False, log_dir: str = "runs", seed: int = 0):
     """Train one stage-1 model into ``out_dir/<name>/`` (last.ckpt, best.ckpt), logging to
-    ``log_dir/<dataset>/pretrain/<name>``; ``out_dir`` is ``checkpoints/<dataset>/pretrain``."""
-    norm = fit_window_normalizer(ds, normalizer)
+    ``log_dir/<dataset>/pretrain/<name>``; ``out_dir`` is ``checkpoints/<dataset>/pretrain``. ``normalizer``
+    is the window normaliser recorded in the manifest (fitted min–max when omitted); only the denoiser uses it."""
+    norm = normalizer if normalizer is not None else fit_window_normalizer(ds)
     windows = TrajectoryWindows(ds, horizon, norm, pad_value) if name == "denoiser" else None
     extra = {"pad_value": pad_value} if name == "denoiser" else {}
     torch.manual_seed(seed + MODELS.index(name))  # the initial weights; each step's batch is seeded itself

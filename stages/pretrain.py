@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> dict:
         module, trainer = train_model(
             name, ds, out, held, c[name]["module"], {**c[name]["trainer"], **c["trainer"], "precision": precision,
                                                      "progress": c["progress"]},
-            c["horizon"], c["normalizer"], c["pad_value"], c["val_windows"], c["resume"], c["log_dir"], c["seed"])
+            c["horizon"], norm, c["pad_value"], c["val_windows"], c["resume"], c["log_dir"], c["seed"])
         trained[name] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in trained[name].items()))
     result = {"checkpoints": str(out), "metrics": trained}
