@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import time
 
 import lightning as L
@@ -28,15 +29,16 @@ def data(n=100_000, obs_dim=11, act_dim=3) -> Transitions:
 class Timer(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, idx):
         if idx == 10:  # skip warm-up
-            self.t0 = time.perf_counter()
+            self.t0, self.u0 = time.perf_counter(), module.updates
 
     def on_train_epoch_end(self, trainer, module):
-        self.rate = (trainer.num_training_batches - 10) / (time.perf_counter() - self.t0)
+        self.rate = (module.updates - self.u0) / (time.perf_counter() - self.t0)
 
 
-def lightning_rate(algo: str, steps: int, d: Transitions) -> float:
+def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1) -> float:
     torch.manual_seed(0)
-    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, eval_every=10**9, eval_episodes=0)
+    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, eval_every=10**9, eval_episodes=0,
+                    updates_per_step=updates_per_step)
     m.on_train_epoch_end = lambda: None  # no evaluation in a throughput test
     m.attach_data(d)
     timer = Timer()
@@ -112,17 +114,22 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--algos", nargs="+", default=list(ALGOS))
-    p.add_argument("--repeats", type=int, default=2, help="alternating rounds; the best of each is reported")
+    p.add_argument("--repeats", type=int, default=5, help="alternating rounds (this machine's timings vary ±10%% "
+                   "from round to round): the median of the per-round ratios is reported")
+    p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
     args = p.parse_args()
     d = data()
-    print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}")
-    print(f"{'algo':8} {'lightning upd/s':>16} {'plain upd/s':>12} {'ratio':>6}")
+    print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}, "
+          f"{args.updates_per_step} updates per Lightning step")
+    print(f"{'algo':8} {'lightning upd/s':>16} {'plain upd/s':>12} {'median ratio':>13} {'min':>5} {'max':>5}")
     for algo in args.algos:
-        plain = light = 0.0
+        plain, light = [], []
         for _ in range(args.repeats):
-            plain = max(plain, plain_rate(algo, args.steps, copy.deepcopy(d)))
-            light = max(light, lightning_rate(algo, args.steps, d))
-        print(f"{algo:8} {light:16.1f} {plain:12.1f} {light / plain:6.2f}")
+            plain.append(plain_rate(algo, args.steps, copy.deepcopy(d)))
+            light.append(lightning_rate(algo, args.steps, d, args.updates_per_step))
+        ratios = sorted(x / y for x, y in zip(light, plain, strict=True))
+        print(f"{algo:8} {statistics.median(light):16.1f} {statistics.median(plain):12.1f} "
+              f"{statistics.median(ratios):13.2f} {ratios[0]:5.2f} {ratios[-1]:5.2f}")
 
 
 if __name__ == "__main__":

@@ -35,12 +35,11 @@ def run(cfg: DictConfig) -> dict:
         obs_mean=mean.tolist() if c["normalize_states"] else None, obs_std=std.tolist() if c["normalize_states"]
         else None, steps_per_epoch=c["algo"]["steps_per_epoch"], seed=c["seed"], eval_every=c["eval_every"],
         eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
-        real_ratio=c["real_ratio"], **c["algo"]["kwargs"])
+        real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
     module.run_dir = out
     trainer = make_trainer(out, f"{key}/policy/{run_name}", max_epochs=c["epochs"], monitor=None,
-                           log_dir=c["log_dir"], progress=c["progress"], **c["trainer"],
-                           log_every_n_steps=min(50, c["algo"]["steps_per_epoch"]))
+                           log_dir=c["log_dir"], progress=c["progress"], **c["trainer"])
     last = out / "last.ckpt"
     trainer.fit(module, ckpt_path=str(last) if c["resume"] and last.exists() else None)
     summary = json.loads((out / "summary.json").read_text())

@@ -105,6 +105,17 @@ def test_same_seed_identical_runs_and_act_contract(algo):
     assert torch.equal(a.act(obs, False, g1), a.act(obs, False, g2))
 
 
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_updates_per_step_changes_nothing_but_speed(algo):
+    """k updates per Lightning step (3 updates an epoch, k = 2: steps of 2 and 1) give the k = 1 parameters."""
+    a, b = make(algo, seed=1), make(algo, seed=1, updates_per_step=2)
+    fit(a, epochs=2)
+    trainer = fit(b, epochs=2)
+    assert a.updates == b.updates == 6 and trainer.num_training_batches == 2
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+
+
 def test_td3bc_actor_loss_by_hand():
     m = make("td3bc")
     b = Transitions(*(t[:8] for t in random_data()))  # a batch arrives normalised

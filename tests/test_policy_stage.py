@@ -33,6 +33,14 @@ def test_resume_gives_the_same_final_parameters(tmp_path, algo):
         assert a[k] == b[k]
     assert len(summary["evaluations"]) == 3 and [e["epoch"] for e in summary["evaluations"]] == [0, 1, 2]
     assert json.loads((tmp_path / "b" / path).with_name("summary.json").read_text()) == summary
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(tmp_path / "a/runs/maze2d-umaze/policy" / f"{algo}-none/seed0")).Reload()
+    assert [e.step for e in tb.Scalars("eval/score_mean")] == [5, 10, 15]  # x-axis: gradient updates
+    assert [e.value for e in tb.Scalars("eval/score_mean")] == pytest.approx(
+        [e["score_mean"] for e in json.loads((tmp_path / "a" / path).with_name("summary.json").read_text())[
+            "evaluations"]])
+    assert [e.step for e in tb.Scalars("train/critic_loss")] == [0]  # every 50 updates
     m = load_policy(tmp_path / "b" / path)
     obs = torch.randn(4, 4)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
@@ -68,3 +76,12 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(summary["evaluations"]) == 2
     ckpt = torch.load(tmp_path / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt", weights_only=True)
     assert ckpt["updates"] == 10  # each rank does every update on its own batch; gradients are averaged
+
+
+def test_per_dataset_tuning_from_config_files(tmp_path):
+    """conf/tuning/<algo>_<dataset>.yaml applies the reference's per-dataset values; the command line wins."""
+    assert compose_policy(tmp_path, "algo=diffql", "dataset=hopper-medium-replay-v2").algo.kwargs.grad_norm == 4.0
+    assert compose_policy(tmp_path, "algo=diffql", "dataset=minari-walker2d-medium").algo.kwargs.grad_norm == 1.0
+    assert compose_policy(tmp_path, "algo=diffql", "dataset=halfcheetah-medium-v2",
+                          "algo.kwargs.grad_norm=3").algo.kwargs.grad_norm == 3
+    assert compose_policy(tmp_path, "algo=diffql").algo.kwargs.grad_norm == 1.0  # no file: the algo default

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from dydiff.data.dataset import Transitions
 from dydiff.envs.evaluation import evaluate
@@ -21,10 +22,30 @@ from dydiff.lightning.trainer import Steps
 
 
 def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
-    """θ' ← (1 − τ)·θ' + τ·θ."""
+    """θ' ← (1 − τ)·θ' + τ·θ, as one multi-tensor operation per step (same numbers as a per-tensor loop)."""
     with torch.no_grad():
-        for t, o in zip(target.parameters(), online.parameters(), strict=True):
-            t.mul_(1 - tau).add_(o, alpha=tau)
+        t, o = list(target.parameters()), list(online.parameters())
+        assert len(t) == len(o)
+        torch._foreach_mul_(t, 1 - tau)
+        torch._foreach_add_(t, o, alpha=tau)
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with multi-tensor updates: the same numbers as the per-tensor default, ~1.5x faster on CPU for
+    these small networks."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def pack(t: Transitions) -> tuple[torch.Tensor, callable]:
+    """Transitions as one (N, D) tensor, and the function that splits rows of it back into Transitions."""
+    obs_dim, act_dim = t.obs.shape[1], t.act.shape[1]
+    rows = torch.cat([t.obs, t.act, t.rew[:, None], t.next_obs, t.done[:, None]], 1)
+
+    def split(r: torch.Tensor) -> Transitions:
+        o, a, rew, n, d = r.split([obs_dim, act_dim, 1, obs_dim, 1], 1)
+        return Transitions(o, a, rew[:, 0], n, d[:, 0])
+
+    return rows, split
 
 
 class PolicyModule(L.LightningModule):
@@ -34,12 +55,13 @@ class PolicyModule(L.LightningModule):
     def __init__(self, obs_dim: int, act_dim: int, task: str, obs_mean: list | None = None,
                  obs_std: list | None = None, batch_size: int = 256, steps_per_epoch: int = 1000, seed: int = 0,
                  eval_every: int = 1, eval_episodes: int = 10, ref_random: float | None = None,
-                 ref_expert: float | None = None, real_ratio: float = 1.0):
+                 ref_expert: float | None = None, real_ratio: float = 1.0, updates_per_step: int = 1):
         super().__init__()
         # the shared settings (a subclass's save_hyperparameters() records only those passed explicitly)
         self.cfg = SimpleNamespace(task=task, batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
                                    eval_every=eval_every, eval_episodes=eval_episodes, ref_random=ref_random,
-                                   ref_expert=ref_expert, real_ratio=real_ratio)
+                                   ref_expert=ref_expert, real_ratio=real_ratio,
+                                   updates_per_step=updates_per_step)
         self.register_buffer("obs_mean", torch.as_tensor(obs_mean or [0.0] * obs_dim, dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(obs_std or [1.0] * obs_dim, dtype=torch.float32))
         self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)
@@ -47,6 +69,7 @@ class PolicyModule(L.LightningModule):
         self.real: Transitions | None = None
         self.synthetic = None  # a SyntheticBuffer once synthesis fills one (DyDiff issue)
         self.run_dir: Path | None = None
+        self._fast_backward: bool | None = None
 
     # ---- data --------------------------------------------------------------------------------
     def attach_data(self, real: Transitions) -> None:
@@ -56,10 +79,21 @@ class PolicyModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         r = Transitions(*(t.to(self.device) for t in self.real))
-        self._real_n = r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs))
+        self._real_n = pack(r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs)))
 
     def train_dataloader(self):
-        return Steps(self.cfg.steps_per_epoch)
+        """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid
+        once per k updates. The updates, their randomness and their order do not depend on k."""
+        return Steps(-(-self.cfg.steps_per_epoch // self.cfg.updates_per_step))
+
+    def batches(self, step: int):
+        """The (generator, batch) of each update of Lightning step ``step``; the update counter advances after
+        each one's body has run."""
+        k = self.cfg.updates_per_step
+        for _ in range(min(k, self.cfg.steps_per_epoch - step * k)):
+            g = self.generator()
+            yield g, self.sample_batch(g)
+            self.updates += 1
 
     def generator(self) -> torch.Generator:
         """Randomness of update k: seeded by (seed, rank, k), so a resumed run repeats an uninterrupted one."""
@@ -76,17 +110,37 @@ class PolicyModule(L.LightningModule):
             n_real = int(self.cfg.real_ratio * b)
         if self._real_n is None:  # outside a Trainer (tests)
             self.on_fit_start()
-        idx = torch.randint(len(self._real_n.obs), (n_real,), generator=g, device=self.device)
-        batch = Transitions(*(t[idx] for t in self._real_n))
+        rows, split = self._real_n
+        idx = torch.randint(len(rows), (n_real,), generator=g, device=self.device)
+        batch = split(rows[idx])  # one gather for all five fields
         if n_real < b:
             syn = self.synthetic.sample(b - n_real, g)
             batch = Transitions(*(torch.cat([r, s]) for r, s in zip(batch, syn, strict=True)))
         return batch
 
+    def backprop(self, loss: torch.Tensor, **kw) -> None:
+        """``loss.backward()`` on one device in fp32/bf16, where Lightning's ``manual_backward`` adds only hook
+        dispatch (~0.1 ms, a few % of an update); ``manual_backward`` elsewhere (DDP, fp16 loss scaling).
+        Callbacks' on_before/after_backward hooks therefore do not run on the fast path."""
+        if self._fast_backward is None:
+            t = self._trainer
+            self._fast_backward = t is None or (t.world_size == 1 and "16-mixed" != t.precision)
+        if self._fast_backward:
+            loss.backward(**kw)
+        else:
+            self.manual_backward(loss, **kw)
+
     def log_train(self, metrics: dict) -> None:
-        """Log training losses every 50 updates: logging every step would cost more than the update itself."""
+        """Training losses to TensorBoard every 50 updates, against the update counter (logging every update
+        would cost more than the update itself)."""
         if self.updates % 50 == 0:
-            self.log_dict(metrics, batch_size=1)
+            self.scalars(metrics)
+
+    def scalars(self, metrics: dict) -> None:
+        """Write scalars to TensorBoard on rank 0 with the update counter as the step."""
+        if self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):
+            for k, v in metrics.items():
+                self.logger.experiment.add_scalar(k, float(v), self.updates)
 
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
@@ -123,8 +177,8 @@ class PolicyModule(L.LightningModule):
             return
         ev = self.run_evaluation()
         self.evaluations.append(ev)
-        for k in ("return_mean", "return_std", "score_mean", "score_std"):
-            self.log(f"eval/{k}", ev[k], prog_bar=k == "score_mean", batch_size=1, rank_zero_only=True)
+        self.scalars({f"eval/{k}": ev[k] for k in ("return_mean", "return_std", "score_mean", "score_std")})
+        self.log("score", ev["score_mean"], prog_bar=True, logger=False, batch_size=1, rank_zero_only=True)
 
     def summary(self) -> dict:
         """The paper's protocol: the mean of the last 5 evaluations; also the best and all of them."""

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dydiff.algos.base import PolicyModule, polyak
+from dydiff.algos.base import PolicyModule, adam, polyak
 from dydiff.algos.networks import TanhGaussianActor, TwinQ
 from dydiff.data.dataset import Transitions
 
@@ -33,10 +33,8 @@ class CQL(PolicyModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        return (torch.optim.Adam(self.actor.parameters(), lr=h.policy_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=h.critic_lr),
-                torch.optim.Adam([self.log_alpha], lr=h.alpha_lr),
-                torch.optim.Adam([self.log_alpha_prime], lr=h.critic_lr))
+        return (adam(self.actor.parameters(), h.policy_lr), adam(self.critic.parameters(), h.critic_lr),
+                adam([self.log_alpha], h.alpha_lr), adam([self.log_alpha_prime], h.critic_lr))
 
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
         return self.actor(obs_n, generator, deterministic)[0]
@@ -90,25 +88,23 @@ class CQL(PolicyModule):
         return td + terms[0] + terms[1], prime_loss
 
     def training_step(self, step, batch_idx=None):
-        g = self.generator()
-        b = self.sample_batch(g)
         actor_opt, critic_opt, alpha_opt, prime_opt = self.optimizers()
-        loss_a, loss_alpha = self.actor_loss(b.obs, g)
-        alpha_opt.zero_grad()
-        self.manual_backward(loss_alpha)
-        alpha_opt.step()
-        actor_opt.zero_grad()
-        self.manual_backward(loss_a)
-        actor_opt.step()
-        loss_c, loss_prime = self.critic_loss(b, g)
-        if loss_prime is not None:
-            prime_opt.zero_grad()
-            self.manual_backward(loss_prime, retain_graph=True)
-            prime_opt.step()
-        critic_opt.zero_grad()
-        self.manual_backward(loss_c)
-        critic_opt.step()
-        polyak(self.critic_target, self.critic, self.hparams.tau)
-        self.updates += 1
-        self.log_train({"train/critic_loss": loss_c, "train/actor_loss": loss_a,
-                       "train/alpha": self.log_alpha.exp().detach()})
+        for g, b in self.batches(step):
+            loss_a, loss_alpha = self.actor_loss(b.obs, g)
+            alpha_opt.zero_grad()
+            self.backprop(loss_alpha)
+            alpha_opt.step()
+            actor_opt.zero_grad()
+            self.backprop(loss_a)
+            actor_opt.step()
+            loss_c, loss_prime = self.critic_loss(b, g)
+            if loss_prime is not None:
+                prime_opt.zero_grad()
+                self.backprop(loss_prime, retain_graph=True)
+                prime_opt.step()
+            critic_opt.zero_grad()
+            self.backprop(loss_c)
+            critic_opt.step()
+            polyak(self.critic_target, self.critic, self.hparams.tau)
+            self.log_train({"train/critic_loss": loss_c, "train/actor_loss": loss_a,
+                            "train/alpha": self.log_alpha.exp().detach()})

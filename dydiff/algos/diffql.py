@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dydiff.algos.base import PolicyModule, polyak
+from dydiff.algos.base import PolicyModule, adam, polyak
 from dydiff.algos.networks import DiffusionActor, TwinQ
 from dydiff.data.dataset import Transitions
 
@@ -34,8 +34,7 @@ class DiffQL(PolicyModule):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.hparams.lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.hparams.lr))
+        return adam(self.actor.parameters(), self.hparams.lr), adam(self.critic.parameters(), self.hparams.lr)
 
     @torch.no_grad()
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
@@ -64,24 +63,22 @@ class DiffQL(PolicyModule):
         return bc + self.hparams.eta * q_loss, bc
 
     def training_step(self, step, batch_idx=None):
-        h, g = self.hparams, self.generator()
-        b = self.sample_batch(g)
+        h = self.hparams
         actor_opt, critic_opt = self.optimizers()
-        loss_c = self.critic_loss(b, g)
-        critic_opt.zero_grad()
-        self.manual_backward(loss_c)
-        if h.grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.critic.parameters(), h.grad_norm)
-        critic_opt.step()
-        loss_a, bc = self.actor_loss(b, g)
-        actor_opt.zero_grad()
-        self.manual_backward(loss_a)
-        if h.grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), h.grad_norm)
-        actor_opt.step()
-        if self.updates % h.ema_every == 0 and self.updates >= h.ema_start:  # the reference's step_ema
-            polyak(self.actor_ema, self.actor, 1 - h.ema_decay)
-        polyak(self.critic_target, self.critic, h.tau)
-        self.updates += 1
-        self.log_dict({"train/critic_loss": loss_c, "train/actor_loss": loss_a, "train/bc_loss": bc},
-                      batch_size=1)
+        for g, b in self.batches(step):
+            loss_c = self.critic_loss(b, g)
+            critic_opt.zero_grad()
+            self.backprop(loss_c)
+            if h.grad_norm > 0:
+                nn.utils.clip_grad_norm_(self.critic.parameters(), h.grad_norm)
+            critic_opt.step()
+            loss_a, bc = self.actor_loss(b, g)
+            actor_opt.zero_grad()
+            self.backprop(loss_a)
+            if h.grad_norm > 0:
+                nn.utils.clip_grad_norm_(self.actor.parameters(), h.grad_norm)
+            actor_opt.step()
+            if self.updates % h.ema_every == 0 and self.updates >= h.ema_start:  # the reference's step_ema
+                polyak(self.actor_ema, self.actor, 1 - h.ema_decay)
+            polyak(self.critic_target, self.critic, h.tau)
+            self.log_train({"train/critic_loss": loss_c, "train/actor_loss": loss_a, "train/bc_loss": bc})

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dydiff.algos.base import PolicyModule, polyak
+from dydiff.algos.base import PolicyModule, adam, polyak
 from dydiff.algos.networks import TwinQ, mlp
 from dydiff.data.dataset import Transitions
 
@@ -27,8 +27,8 @@ class TD3BC(PolicyModule):
         self.critic_target.requires_grad_(False)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.hparams.actor_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.hparams.critic_lr))
+        return adam(self.actor.parameters(), self.hparams.actor_lr), adam(self.critic.parameters(),
+                                                                            self.hparams.critic_lr)
 
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
         return self.actor(obs_n)
@@ -54,21 +54,19 @@ class TD3BC(PolicyModule):
         return -lam * q.mean() + F.mse_loss(pi, b.act)
 
     def training_step(self, step, batch_idx=None):
-        g = self.generator()
-        b = self.sample_batch(g)
         actor_opt, critic_opt = self.optimizers()
-        loss_c = self.critic_loss(b, g)
-        critic_opt.zero_grad()
-        self.manual_backward(loss_c)
-        critic_opt.step()
-        logs = {"train/critic_loss": loss_c}
-        if self.updates % self.hparams.policy_freq == 0:
-            loss_a = self.actor_loss(b)
-            actor_opt.zero_grad()
-            self.manual_backward(loss_a)
-            actor_opt.step()
-            polyak(self.critic_target, self.critic, self.hparams.tau)
-            polyak(self.actor_target, self.actor, self.hparams.tau)
-            logs["train/actor_loss"] = loss_a
-        self.updates += 1
-        self.log_train(logs)
+        for g, b in self.batches(step):
+            loss_c = self.critic_loss(b, g)
+            critic_opt.zero_grad()
+            self.backprop(loss_c)
+            critic_opt.step()
+            logs = {"train/critic_loss": loss_c}
+            if self.updates % self.hparams.policy_freq == 0:
+                loss_a = self.actor_loss(b)
+                actor_opt.zero_grad()
+                self.backprop(loss_a)
+                actor_opt.step()
+                polyak(self.critic_target, self.critic, self.hparams.tau)
+                polyak(self.actor_target, self.actor, self.hparams.tau)
+                logs["train/actor_loss"] = loss_a
+            self.log_train(logs)
