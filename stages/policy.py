@@ -1,6 +1,7 @@
 """Stage 2: train an offline policy (TD3+BC, CQL, Diffusion-QL) with real-environment evaluation.
 
     python stages/policy.py algo=td3bc                     # maze2d-umaze, cpu preset
+    python stages/policy.py algo=td3bc synth=dydiff        # + DyDiff (needs stages/pretrain.py first)
     python stages/policy.py algo=cql dataset=hopper-medium-v2 seed=1
     python stages/policy.py algo=diffql resume=true
     python stages/policy.py trainer=ddp trainer.devices=8 preset=paper
@@ -19,6 +20,7 @@ from dydiff.algos import ALGOS
 from dydiff.data.sources import load_dataset
 from dydiff.lightning.trainer import make_trainer
 from dydiff.pretrain import dataset_key
+from dydiff.synthesis import build_synthesizer
 
 
 def run(cfg: DictConfig) -> dict:
@@ -37,6 +39,9 @@ def run(cfg: DictConfig) -> dict:
         eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
         real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
+    synth = build_synthesizer(c["synth"], ds, c["pretrain_dir"] or Path(c["checkpoint_dir"]) / key / "pretrain")
+    if synth is not None:
+        module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
     module.run_dir = out
     trainer = make_trainer(out, f"{key}/policy/{run_name}", max_epochs=c["epochs"], monitor=None,
                            log_dir=c["log_dir"], progress=c["progress"], **c["trainer"])

@@ -133,3 +133,23 @@ def test_ensemble_holdout_nll_decreases_and_reward_fits():
     with torch.no_grad():
         err = float(rew.model.loss(t.obs[ho], t.act[ho], t.rew[ho]))
     assert err < 0.02 * float(t.rew[ho].var())
+
+
+def test_ensemble_step_runs_each_elite_on_its_own_samples_only():
+    """step() computes only the picked elite per sample: the same as indexing the all-member forward."""
+    from dydiff.models.ensemble import DynamicsEnsemble
+
+    torch.manual_seed(0)
+    d = DynamicsEnsemble(4, 2, members=4, elites=3, hidden=16, layers=2, weight_decay=(0, 0, 0))
+    d.elites.copy_(torch.tensor([3, 0, 2]))
+    s, a = torch.randn(50, 4), torch.randn(50, 2)
+    g = torch.Generator().manual_seed(0)
+    pick = d.elites[torch.randint(3, (50,), generator=g)]
+    noise = torch.randn(50, 4, generator=g)
+    with torch.no_grad():
+        mean, logvar = d(s, a)
+    rows = torch.arange(50)
+    torch.testing.assert_close(d.step(s, a, torch.Generator().manual_seed(0)), s + mean[pick, rows])
+    torch.testing.assert_close(d.step(s, a, torch.Generator().manual_seed(0), deterministic=False),
+                               s + mean[pick, rows] + noise * (0.5 * logvar[pick, rows]).exp())
+    assert set(pick.tolist()) == {0, 2, 3}

@@ -7,6 +7,7 @@ place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from dydiff.data.dataset import Transitions
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import get_task
 from dydiff.lightning.trainer import Steps
+from dydiff.synthesis import Synthesizer, SyntheticBuffer
 
 
 def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
@@ -36,18 +38,6 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def pack(t: Transitions) -> tuple[torch.Tensor, callable]:
-    """Transitions as one (N, D) tensor, and the function that splits rows of it back into Transitions."""
-    obs_dim, act_dim = t.obs.shape[1], t.act.shape[1]
-    rows = torch.cat([t.obs, t.act, t.rew[:, None], t.next_obs, t.done[:, None]], 1)
-
-    def split(r: torch.Tensor) -> Transitions:
-        o, a, rew, n, d = r.split([obs_dim, act_dim, 1, obs_dim, 1], 1)
-        return Transitions(o, a, rew[:, 0], n, d[:, 0])
-
-    return rows, split
-
-
 class PolicyModule(L.LightningModule):
     automatic_optimization = False
     eval_deterministic = True  # how evaluation acts
@@ -58,7 +48,8 @@ class PolicyModule(L.LightningModule):
                  ref_expert: float | None = None, real_ratio: float = 1.0, updates_per_step: int = 1):
         super().__init__()
         # the shared settings (a subclass's save_hyperparameters() records only those passed explicitly)
-        self.cfg = SimpleNamespace(task=task, batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
+        self.cfg = SimpleNamespace(obs_dim=obs_dim, act_dim=act_dim, task=task, batch_size=batch_size,
+                                   steps_per_epoch=steps_per_epoch, seed=seed,
                                    eval_every=eval_every, eval_episodes=eval_episodes, ref_random=ref_random,
                                    ref_expert=ref_expert, real_ratio=real_ratio,
                                    updates_per_step=updates_per_step)
@@ -67,7 +58,9 @@ class PolicyModule(L.LightningModule):
         self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)
         self.evaluations: list[dict] = []
         self.real: Transitions | None = None
-        self.synthetic = None  # a SyntheticBuffer once synthesis fills one (DyDiff issue)
+        self.synthetic: SyntheticBuffer | None = None  # synthetic transitions (raw units), mixed in by α
+        self.synthesizer: Synthesizer | None = None  # fills it at the start of due epochs
+        self.synth_trajectories = 0  # B_r over all ranks
         self.run_dir: Path | None = None
         self._fast_backward: bool | None = None
 
@@ -77,9 +70,20 @@ class PolicyModule(L.LightningModule):
         self.real = real
         self._real_n = None
 
+    def attach_synthesizer(self, synthesizer: Synthesizer, trajectories: int, capacity: int) -> None:
+        """Synthesise ``trajectories`` (B_r, split across DDP ranks) at the start of every due epoch into a
+        FIFO buffer of ``capacity`` transitions per rank."""
+        self.synthesizer, self.synth_trajectories = synthesizer, trajectories
+        self.synthetic = SyntheticBuffer(capacity, self.cfg.obs_dim, self.cfg.act_dim) if self.synthetic is None \
+            else self.synthetic
+
     def on_fit_start(self) -> None:
+        if self.synthesizer is not None:
+            self.synthesizer.to(self.device)
+        if self.synthetic is not None:
+            self.synthetic.to(self.device)
         r = Transitions(*(t.to(self.device) for t in self.real))
-        self._real_n = pack(r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs)))
+        self._real_n = r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs)).pack()
 
     def train_dataloader(self):
         """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid
@@ -101,6 +105,20 @@ class PolicyModule(L.LightningModule):
             self._gen = torch.Generator(device=self.device)
         return self._gen.manual_seed(self.cfg.seed * 1_000_003 + self.global_rank * 7919 + self.updates)
 
+    def on_train_epoch_start(self) -> None:
+        """One synthesis round (DyDiff: Algorithm 1 lines 4-12) into the synthetic buffer, when due."""
+        s = self.synthesizer
+        if s is None or not s.due(self.current_epoch):
+            return
+        t0 = time.perf_counter()
+        g = torch.Generator(device=self.device).manual_seed(
+            (self.cfg.seed * 1_000_003 + self.global_rank * 7919 + self.current_epoch) ^ 0x5EED)
+        n = -(-self.synth_trajectories // self.trainer.world_size)  # this rank's share of B_r
+        new, metrics = s.generate(lambda obs: self.act(obs, s.deterministic, g), n, g)
+        self.synthetic.push(new)
+        metrics.update(seconds=time.perf_counter() - t0, buffer_size=len(self.synthetic))
+        self.scalars({f"synth/{k}": v for k, v in metrics.items()})
+
     def sample_batch(self, g: torch.Generator) -> Transitions:
         """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real.
         Observations come normalised (the policy's input space); actions, rewards and done as stored."""
@@ -110,12 +128,13 @@ class PolicyModule(L.LightningModule):
             n_real = int(self.cfg.real_ratio * b)
         if self._real_n is None:  # outside a Trainer (tests)
             self.on_fit_start()
-        rows, split = self._real_n
-        idx = torch.randint(len(rows), (n_real,), generator=g, device=self.device)
-        batch = split(rows[idx])  # one gather for all five fields
+        idx = torch.randint(len(self._real_n), (n_real,), generator=g, device=self.device)
+        rows = self._real_n[idx]  # one gather for all five fields
         if n_real < b:
-            syn = self.synthetic.sample(b - n_real, g)
-            batch = Transitions(*(torch.cat([r, s]) for r, s in zip(batch, syn, strict=True)))
+            syn = self.synthetic.sample(b - n_real, g)  # raw units
+            syn = syn._replace(obs=self.norm(syn.obs), next_obs=self.norm(syn.next_obs))
+            rows = torch.cat([rows, syn.pack()])
+        batch = Transitions.unpack(rows, self.cfg.obs_dim, self.cfg.act_dim)
         return batch
 
     def backprop(self, loss: torch.Tensor, **kw) -> None:
@@ -140,7 +159,7 @@ class PolicyModule(L.LightningModule):
         """Write scalars to TensorBoard on rank 0 with the update counter as the step."""
         if self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):
             for k, v in metrics.items():
-                self.logger.experiment.add_scalar(k, float(v), self.updates)
+                self.logger.experiment.add_scalar(k, float(v.detach() if torch.is_tensor(v) else v), self.updates)
 
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
@@ -196,7 +215,14 @@ class PolicyModule(L.LightningModule):
         checkpoint["algo"] = type(self).__name__.lower()
         checkpoint["updates"] = self.updates
         checkpoint["evaluations"] = self.evaluations
+        if self.synthetic is not None:  # saved with the policy, so a resumed run regenerates nothing
+            checkpoint["synthetic"] = self.synthetic.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.updates = checkpoint["updates"]
         self.evaluations = checkpoint["evaluations"]
+        if "synthetic" in checkpoint:
+            st = checkpoint["synthetic"]
+            if self.synthetic is None:
+                self.synthetic = SyntheticBuffer(st["capacity"], self.cfg.obs_dim, self.cfg.act_dim)
+            self.synthetic.load_state_dict(st)

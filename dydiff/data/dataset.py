@@ -27,6 +27,15 @@ class Transitions(NamedTuple):
     next_obs: torch.Tensor  # (N, obs_dim)
     done: torch.Tensor  # (N,)
 
+    def pack(self) -> torch.Tensor:
+        """One (N, 2·obs + act + 2) tensor: a batch is then one gather instead of five."""
+        return torch.cat([self.obs, self.act, self.rew[:, None], self.next_obs, self.done[:, None]], 1)
+
+    @staticmethod
+    def unpack(rows: torch.Tensor, obs_dim: int, act_dim: int) -> Transitions:
+        o, a, r, n, d = rows.split([obs_dim, act_dim, 1, obs_dim, 1], 1)
+        return Transitions(o, a, r[:, 0], n, d[:, 0])
+
 
 def validate(arrays: dict[str, np.ndarray], source: str, task: Task) -> None:
     """Raise ``DatasetError`` naming ``source`` on a missing key, bad shape, non-finite value or bad dim."""

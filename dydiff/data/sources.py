@@ -76,6 +76,7 @@ def load_dataset(
 
     ``builtin`` keywords (size, seed, action_noise, jitter, ref_episodes, progress) apply to built-in data.
     """
+    builtin.pop("table4", None)  # the paper's per-dataset DyDiff values, read by conf/synth/dydiff.yaml
     if name.startswith("minari:"):
         return load_minari(name.removeprefix("minari:"), TASKS[task] if task else None)
     if name in BUILTIN:

@@ -98,12 +98,18 @@ class Task:
 
     def step_state(self, env: gym.Env, action: np.ndarray) -> np.ndarray:
         """Step a state-set env with ``action`` and return the next observation (no wrappers)."""
+        return self.step_transition(env, action)[0]
+
+    def step_transition(self, env: gym.Env, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """Step a state-set env (no wrappers): next observation, reward (mazes: D4RL's sparse reward) and
+        termination."""
         u = env.unwrapped
         if self.is_maze:
             obs, *_ = u.point_env.step(np.asarray(action, np.float64))
-            return self.convert_obs(obs)
-        obs, *_ = u.step(np.asarray(action, np.float64))
-        return self.convert_obs(obs)
+            obs = self.convert_obs(obs)
+            return obs, float(self.maze_reward(obs)), False
+        obs, rew, term, *_ = u.step(np.asarray(action, np.float64))
+        return self.convert_obs(obs), float(rew), bool(term)
 
     def normalized_score(self, ret, ref_random: float | None = None, ref_expert: float | None = None):
         """100·(R − R_random)/(R_expert − R_random)."""

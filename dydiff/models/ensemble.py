@@ -46,13 +46,21 @@ class DynamicsEnsemble(nn.Module):
         self.in_mean.copy_(x.mean(0))
         self.in_std.copy_(x.std(0).clamp(min=1e-6))
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(…, obs), (…, act) broadcast to every member → mean Δs and log-variance, each (E, B, obs)."""
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, member: int | None = None):
+        """(…, obs), (…, act) broadcast to every member → mean Δs and log-variance, each (E, B, obs); with
+        ``member``, that member's only, each (B, obs)."""
         x = (torch.cat([obs, act], -1) - self.in_mean) / self.in_std
-        h = x.expand(self.members, *x.shape[-2:]) if x.dim() == 2 else x
-        for layer in self.layers[:-1]:
-            h = F.silu(layer(h))
-        mean, logvar = self.layers[-1](h).chunk(2, dim=-1)
+        if member is None:
+            h = x.expand(self.members, *x.shape[-2:]) if x.dim() == 2 else x
+            for layer in self.layers[:-1]:
+                h = F.silu(layer(h))
+            out = self.layers[-1](h)
+        else:
+            h = x
+            for layer in self.layers[:-1]:
+                h = F.silu(torch.addmm(layer.bias[member], h, layer.weight[member]))
+            out = torch.addmm(self.layers[-1].bias[member], h, self.layers[-1].weight[member])
+        mean, logvar = out.chunk(2, dim=-1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)  # soft bounds
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
@@ -80,14 +88,18 @@ class DynamicsEnsemble(nn.Module):
     @torch.no_grad()
     def step(self, obs: torch.Tensor, act: torch.Tensor, generator: torch.Generator | None = None,
              deterministic: bool = True) -> torch.Tensor:
-        """s' = s + Δs from a random elite per sample: its mean, or a draw from its Gaussian."""
-        mean, logvar = self(obs, act)  # (E, B, obs)
+        """s' = s + Δs from a random elite per sample: its mean, or a draw from its Gaussian. Each elite runs
+        on its own samples only (1/elites of the work of running every member on every sample)."""
         pick = self.elites[torch.randint(self.num_elites, (len(obs),), generator=generator, device=obs.device)]
-        rows = torch.arange(len(obs), device=obs.device)
-        delta = mean[pick, rows]
+        mean, logvar = torch.empty_like(obs), torch.empty_like(obs)
+        for e in self.elites.tolist():
+            rows = (pick == e).nonzero()[:, 0]
+            if len(rows):
+                mean[rows], logvar[rows] = self(obs[rows], act[rows], member=e)
+        delta = mean
         if not deterministic:
             noise = torch.randn(delta.shape, generator=generator, device=obs.device, dtype=delta.dtype)
-            delta = delta + noise * (0.5 * logvar[pick, rows]).exp()
+            delta = delta + noise * (0.5 * logvar).exp()
         return obs + delta
 
     @torch.no_grad()

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dydiff.errors import DatasetError
+
+
+def compose_stage(name, tmp, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=["preset=smoke", f"data_dir={tmp.parent}/data", f"checkpoint_dir={tmp}/ck",
+                                        f"log_dir={tmp}/runs", "progress=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Stage-1 smoke models of the smoke maze2d-umaze, trained once."""
+    from stages.pretrain import run
+
+    tmp = tmp_path_factory.mktemp("syn") / "pre"
+    run(compose_stage("pretrain", tmp, "rollout_error.enabled=false"))
+    return tmp / "ck/maze2d-umaze/pretrain"
+
+
+def policy(tmp, pre, *overrides):
+    from stages.policy import run
+
+    return run(compose_stage("policy", tmp, f"pretrain_dir={pre}", *overrides))
+
+
+@pytest.mark.parametrize("synth", ["dydiff", "real_env"])
+def test_policy_stage_with_synthesis_fills_the_buffer_and_logs(tmp_path, pretrained, synth):
+    summary = policy(tmp_path, pretrained, f"synth={synth}", "epochs=2")
+    assert len(summary["evaluations"]) == 2
+    run = tmp_path / f"ck/maze2d-umaze/policy/td3bc-{synth}/seed0"
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    tb = EventAccumulator(str(tmp_path / f"runs/maze2d-umaze/policy/td3bc-{synth}/seed0")).Reload()
+    made = [e.value for e in tb.Scalars("synth/transitions")]
+    kept = [e.value for e in tb.Scalars("synth/trajectories_kept")]
+    keep = 0.6 if synth == "dydiff" else 1.0
+    assert kept == [int(keep * 32)] * 2  # η·B_r each round (smoke B_r = 32)
+    assert len(ckpt["synthetic"]["rows"]) == sum(made) == [e.value for e in tb.Scalars("synth/buffer_size")][-1]
+    assert 0 < sum(made) <= 2 * int(keep * 32) * 16  # at most L = 16 transitions a trajectory
+    assert [e.step for e in tb.Scalars("synth/seconds")] == [0, 5]  # rounds at the start of epochs 0 and 1
+
+
+def test_single_step_ablation_and_hardmax_run(tmp_path, pretrained):
+    summary = policy(tmp_path, pretrained, "synth=dydiff", "synth.iterations=0", "synth.filter=hardmax", "epochs=1")
+    tb = EventAccumulator(str(tmp_path / "runs/maze2d-umaze/policy/td3bc-dydiff/seed0")).Reload()
+    assert "synth/state_change_iter1" not in tb.Tags()["scalars"]
+    assert [e.value for e in tb.Scalars("synth/transitions")] == [int(0.6 * 32) * 16]  # no padding, no terminal
+    assert len(summary["evaluations"]) == 1
+
+
+def test_resume_with_dydiff_restores_the_buffer_and_matches(tmp_path, pretrained):
+    policy(tmp_path / "a", pretrained, "synth=dydiff", "epochs=3")
+    policy(tmp_path / "b", pretrained, "synth=dydiff", "epochs=2")
+    policy(tmp_path / "b", pretrained, "synth=dydiff", "epochs=3", "resume=true")
+    path = "ck/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt"
+    a, b = (torch.load(tmp_path / x / path, weights_only=True) for x in "ab")
+    assert torch.equal(a["synthetic"]["rows"], b["synthetic"]["rows"]) and a["updates"] == b["updates"] == 15
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_stage_two_refuses_models_of_another_dataset(tmp_path, pretrained):
+    with pytest.raises(DatasetError, match="not on this one"):
+        policy(tmp_path, pretrained, "synth=dydiff", "dataset.size=5000")
