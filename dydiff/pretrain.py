@@ -18,7 +18,8 @@ from dydiff.errors import DatasetError
 from dydiff.lightning.pretrain import MODULES
 from dydiff.lightning.trainer import Steps, make_trainer
 
-MODELS = ("denoiser", "dynamics", "reward")
+MODELS = ("denoiser", "dynamics", "reward")  # DyDiff's three; "synther" is SynthER's optional fourth
+ALL_MODELS = (*MODELS, "synther")
 
 
 def dataset_key(name: str) -> str:
@@ -55,12 +56,25 @@ def model_data(name: str, ds: OfflineDataset, windows: TrajectoryWindows | None,
         return train, {"x": x, "valid": valid}
     t = ds.transitions()
     tr, ho = (torch.from_numpy(i) for i in transition_split(ds, held))
+    if name == "synther":  # z-scored (s, a, r, s', done) rows, one-row windows
+        center, scale = synther_normalizer(ds)
+        x = ((t.pack() - torch.tensor(center)) / torch.tensor(scale))[:, None]
+        return {"x": x[tr]}, {"x": x[ho][:val_windows]}
     keys = {"dynamics": ("obs", "act", "next_obs"), "reward": ("obs", "act", "rew")}[name]
     return ({k: getattr(t, k)[tr] for k in keys}, {k: getattr(t, k)[ho] for k in keys})
 
 
+def synther_normalizer(ds: OfflineDataset) -> tuple[list, list]:
+    """Per-dimension mean and std (+1e-3) of the packed transitions (s, a, r, s', done)."""
+    x = ds.transitions().pack().double()
+    return x.mean(0).tolist(), (x.std(0) + 1e-3).tolist()
+
+
 def build_module(name: str, ds: OfflineDataset, normalizer, horizon: int, **kwargs):
     dims = {"obs_dim": ds.task.obs_dim, "act_dim": ds.task.act_dim}
+    if name == "synther":
+        center, scale = synther_normalizer(ds)
+        return MODULES[name](**dims, center=center, scale=scale, **kwargs)
     if name == "denoiser":
         center, scale = normalizer.center.tolist(), normalizer.scale.tolist()
         return MODULES[name](**dims, horizon=horizon, center=center, scale=scale, **kwargs)
@@ -76,10 +90,10 @@ def train_model(name: str, ds: OfflineDataset, out_dir: Path, held: np.ndarray, 
     norm = normalizer if normalizer is not None else fit_window_normalizer(ds)
     windows = TrajectoryWindows(ds, horizon, norm, pad_value) if name == "denoiser" else None
     extra = {"pad_value": pad_value} if name == "denoiser" else {}
-    torch.manual_seed(seed + MODELS.index(name))  # the initial weights; each step's batch is seeded itself
+    torch.manual_seed(seed + ALL_MODELS.index(name))  # the initial weights; each step's batch is seeded itself
     module = build_module(name, ds, norm, horizon, seed=seed, **extra, **module_kwargs)
     train, holdout = model_data(name, ds, windows, held, val_windows, seed)
-    if name != "denoiser":
+    if name in ("dynamics", "reward"):
         module.model.set_input_stats(train["obs"], train["act"])
     module.attach_data(train, holdout)
     kw = dict(trainer_kwargs)
@@ -123,6 +137,7 @@ class Pretrained:
     denoiser: torch.nn.Module | None
     dynamics: torch.nn.Module | None
     reward: torch.nn.Module | None
+    synther: torch.nn.Module | None
     normalizer: object
     manifest: dict
 
@@ -139,7 +154,7 @@ def load_module(path: str | Path, device="cpu"):
 
 
 def load_pretrained(out_dir: str | Path, dataset: OfflineDataset | str | None = None, device="cpu",
-                    models=MODELS) -> Pretrained:
+                    models=ALL_MODELS) -> Pretrained:
     """The frozen stage-1 models and the window normaliser. Refuses a directory whose manifest fingerprint
     differs from ``dataset`` (an ``OfflineDataset`` or a fingerprint string)."""
     out_dir = Path(out_dir)
@@ -152,10 +167,10 @@ def load_pretrained(out_dir: str | Path, dataset: OfflineDataset | str | None = 
                                              f"(fingerprint {fp}); run `python stages/pretrain.py` for it")
     found = {}
     for name in models:
-        ckpt = out_dir / name / ("last.ckpt" if name == "denoiser" else "best.ckpt")
+        ckpt = out_dir / name / ("last.ckpt" if name in ("denoiser", "synther") else "best.ckpt")
         ckpt = ckpt if ckpt.exists() else out_dir / name / "last.ckpt"
         if ckpt.exists():
             model = load_module(ckpt, device).model.eval()
             found[name] = model.requires_grad_(False)
-    return Pretrained(found.get("denoiser"), found.get("dynamics"), found.get("reward"),
+    return Pretrained(found.get("denoiser"), found.get("dynamics"), found.get("reward"), found.get("synther"),
                       normalizer_from_state(manifest["normalizer"]), manifest)

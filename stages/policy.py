@@ -39,7 +39,8 @@ def run(cfg: DictConfig) -> dict:
         eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
         real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
-    synth = build_synthesizer(c["synth"], ds, c["pretrain_dir"] or Path(c["checkpoint_dir"]) / key / "pretrain")
+    pre = c["pretrain_dir"] or Path(c["checkpoint_dir"]) / key / "pretrain"
+    synth = build_synthesizer(c["synth"], ds, pre, c["seed"])
     if synth is not None:
         module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
     module.run_dir = out

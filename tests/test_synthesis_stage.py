@@ -20,7 +20,7 @@ def pretrained(tmp_path_factory):
     from stages.pretrain import run
 
     tmp = tmp_path_factory.mktemp("syn") / "pre"
-    run(compose_stage("pretrain", tmp, "rollout_error.enabled=false"))
+    run(compose_stage("pretrain", tmp, "rollout_error.enabled=false", "models=[denoiser,dynamics,reward,synther]"))
     return tmp / "ck/maze2d-umaze/pretrain"
 
 
@@ -44,6 +44,24 @@ def test_policy_stage_with_synthesis_fills_the_buffer_and_logs(tmp_path, pretrai
     assert len(ckpt["synthetic"]["rows"]) == sum(made) == [e.value for e in tb.Scalars("synth/buffer_size")][-1]
     assert 0 < sum(made) <= 2 * int(keep * 32) * 16  # at most L = 16 transitions a trajectory
     assert [e.step for e in tb.Scalars("synth/seconds")] == [0, 5]  # rounds at the start of epochs 0 and 1
+
+
+@pytest.mark.parametrize("synth", ["synther", "synther_filtered"])
+def test_synther_generates_once_caches_and_fills_the_buffer(tmp_path, pretrained, synth):
+    policy(tmp_path / "a", pretrained, f"synth={synth}", "epochs=2")
+    cache = pretrained / "synther" / "samples-500-seed0.pt"
+    stamp = cache.stat().st_mtime_ns
+    policy(tmp_path / "b", pretrained, f"synth={synth}", "epochs=1")  # a second run reuses the cache
+    assert cache.stat().st_mtime_ns == stamp
+    path = f"ck/maze2d-umaze/policy/td3bc-{synth}/seed0/last.ckpt"
+    a, b = (torch.load(tmp_path / x / path, weights_only=True)["synthetic"]["rows"] for x in "ab")
+    n = 500 if synth == "synther" else int(0.6 * 500)  # SynthER-f keeps η of the samples
+    assert a.shape == (n, 2 * 4 + 2 + 2) and torch.equal(a, b)
+    assert a[:, 4:6].abs().max() <= 1 and set(a[:, -1].unique().tolist()) <= {0.0, 1.0}  # actions, done
+    tb = EventAccumulator(str(tmp_path / f"a/runs/maze2d-umaze/policy/td3bc-{synth}/seed0")).Reload()
+    assert [e.step for e in tb.Scalars("synth/seconds")] == [0]  # generated once, not every epoch
+    if synth == "synther_filtered":  # the filter prefers high predicted reward
+        assert tb.Scalars("synth/predicted_reward_kept")[0].value > tb.Scalars("synth/predicted_reward_all")[0].value
 
 
 def test_single_step_ablation_and_hardmax_run(tmp_path, pretrained):

@@ -1,4 +1,4 @@
-"""Stage-1 LightningModules: the trajectory DM, the dynamics ensemble and the reward model.
+"""Stage-1 LightningModules: the trajectory DM, the dynamics ensemble, the reward model (and SynthER's DM).
 
 Each module samples its own batches on the device from tensors given by ``attach_data`` (no per-sample
 Dataset or collate): batch indices come from a generator seeded with (seed, rank, update), where ``updates``
@@ -16,6 +16,7 @@ import torch
 from dydiff.data.windows import gather_windows
 from dydiff.diffusion import edm
 from dydiff.diffusion.trajectory import TrajectoryModel
+from dydiff.diffusion.transitions import TransitionModel
 from dydiff.models.ensemble import DynamicsEnsemble
 from dydiff.models.reward import RewardModel
 
@@ -145,4 +146,29 @@ class RewardModule(_Pretrain):
         self.metric("val/mse", self.model.loss(d["obs"], d["act"], d["rew"]), prog_bar=True)
 
 
-MODULES = {"denoiser": DenoiserModule, "dynamics": DynamicsModule, "reward": RewardModule}
+class SynthERModule(_Pretrain):
+    """SynthER's unconditional transition EDM (a fourth, optional stage-1 model: ``models=[...,synther]``).
+    Use with ``EMAWeightAveraging`` like the trajectory DM."""
+
+    def __init__(self, obs_dim: int, act_dim: int, center: list, scale: list, width: int = 1024, depth: int = 6,
+                 sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2, sampler: dict | None = None,
+                 lr: float = 3e-4, batch_size: int = 256, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = TransitionModel(obs_dim, act_dim, center, scale, width, depth, sigma_data, p_mean, p_std,
+                                     sampler)
+
+    def training_step(self, step, batch_idx=None):
+        x = self._train["x"]
+        loss = self.model.loss(x[self.indices(len(x), (self.hparams.batch_size,))], self.generator(1)).mean()
+        self.metric("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, step, batch_idx=None):
+        """Holdout EDM loss with fixed σ and noise draws: a deterministic metric."""
+        g = torch.Generator(device=self.device).manual_seed(12345)
+        self.metric("val/loss", self.model.loss(self._holdout["x"], g).mean(), prog_bar=True)
+
+
+MODULES = {"denoiser": DenoiserModule, "dynamics": DynamicsModule, "reward": RewardModule,
+           "synther": SynthERModule}

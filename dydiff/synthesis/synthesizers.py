@@ -11,6 +11,9 @@ the learning policy. The policy module calls it at the start of every ``every``-
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -130,3 +133,55 @@ class RealEnv(Synthesizer):
     def __del__(self):
         for env in self.envs:
             env.close()
+
+
+class SynthER(Synthesizer):
+    """SynthER (and SynthER-f with ``filter='softmax'``): ``samples`` transitions from the stage-1 transition
+    EDM, generated once, at ``start_epoch``, and cached in ``cache_dir``; SynthER-f keeps ⌊η·samples⌋ of them
+    by the softmax filter on the reward model's prediction r̂(s, a) (transition level, paper Table 6)."""
+
+    def __init__(self, pretrained, cache_dir, samples: int = 5_000_000, filter: str = "none", keep: float = 1.0,
+                 temperature: float = 0.05, chunk: int = 65536, seed: int = 0, start_epoch: int = 0, **_schedule):
+        super().__init__(start_epoch, 1)
+        if pretrained.synther is None:
+            raise FileNotFoundError("synth=synther needs SynthER's stage-1 model: run `python stages/pretrain.py "
+                                    "models=[synther]` for this dataset")
+        if filter != "none" and pretrained.reward is None:
+            raise FileNotFoundError("SynthER-f filters with the stage-1 reward model: run stages/pretrain.py")
+        self.model, self.reward, self.cache_dir = pretrained.synther, pretrained.reward, Path(cache_dir)
+        self.samples, self.filter, self.keep, self.temperature = samples, filter, keep, temperature
+        self.chunk, self.seed = chunk, seed
+
+    def due(self, epoch: int) -> bool:
+        return epoch == self.start_epoch  # once; the buffer (saved with the checkpoint) holds them after
+
+    def to(self, device) -> SynthER:
+        self.model.to(device)
+        if self.reward is not None:
+            self.reward.to(device)
+        return self
+
+    def cached(self, device) -> Transitions:
+        """The unfiltered samples: loaded from the cache, or generated and cached (atomically)."""
+        path = self.cache_dir / f"samples-{self.samples}-seed{self.seed}.pt"
+        if path.exists():
+            return Transitions(*torch.load(path, map_location=device, weights_only=True))
+        g = torch.Generator(device=device).manual_seed(self.seed)
+        t = self.model.sample(self.samples, g, self.chunk)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(tuple(x.cpu() for x in t), tmp)
+        os.replace(tmp, path)
+        return t
+
+    @torch.no_grad()
+    def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
+        t = self.cached(self.model.center.device)
+        metrics = {"generated": len(t.obs), "reward_mean_all": float(t.rew.mean())}
+        if self.filter != "none":
+            score = self.reward(t.obs, t.act)
+            sel = R.select(score, int(self.keep * len(t.obs)), self.filter, self.temperature, generator)
+            t = Transitions(*(x[sel] for x in t))
+            metrics.update(predicted_reward_all=float(score.mean()), predicted_reward_kept=float(score[sel].mean()))
+        metrics["transitions"] = len(t.obs)
+        return t, metrics
