@@ -27,7 +27,7 @@ install: $(STAMP)
 run: install
 	$(PY) stages/collect.py
 	$(PY) stages/pretrain.py progress=false
-	$(PY) stages/policy.py algo=td3bc progress=false
+	$(PY) stages/policy.py algo=td3bc synth=dydiff progress=false
 
 test: install
 	$(PY) -m pytest -q

@@ -23,13 +23,11 @@ from dydiff.pretrain import dataset_key
 from dydiff.synthesis import build_synthesizer
 
 
-def run(cfg: DictConfig) -> dict:
-    c = OmegaConf.to_container(cfg, resolve=True)
+def build(c: dict):
+    """The dataset, the policy module with its data (and synthesizer) attached, and the run directory."""
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
-    print(ds.describe())
     key, algo = dataset_key(c["dataset"]["name"]), c["algo"]["name"]
-    run_name = f"{algo}-{c['synth']['name']}/seed{c['seed']}"
-    out = Path(c["checkpoint_dir"]) / key / "policy" / run_name
+    out = Path(c["checkpoint_dir"]) / key / "policy" / f"{algo}-{c['synth']['name']}" / f"seed{c['seed']}"
     mean, std = ds.observations.mean(0), ds.observations.std(0) + 1e-3
     torch.manual_seed(c["seed"])  # initial weights
     module = ALGOS[algo](
@@ -39,19 +37,26 @@ def run(cfg: DictConfig) -> dict:
         eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
         real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
-    pre = c["pretrain_dir"] or Path(c["checkpoint_dir"]) / key / "pretrain"
-    synth = build_synthesizer(c["synth"], ds, pre, c["seed"])
+    synth = build_synthesizer(c["synth"], ds, c["pretrain_dir"] or out.parents[2] / "pretrain", c["seed"])
     if synth is not None:
         module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
     module.run_dir = out
-    trainer = make_trainer(out, f"{key}/policy/{run_name}", max_epochs=c["epochs"], monitor=None,
+    return ds, module, out
+
+
+def run(cfg: DictConfig) -> dict:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    ds, module, out = build(c)
+    print(ds.describe())
+    trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,
                            log_dir=c["log_dir"], progress=c["progress"], **c["trainer"])
     last = out / "last.ckpt"
     trainer.fit(module, ckpt_path=str(last) if c["resume"] and last.exists() else None)
     summary = json.loads((out / "summary.json").read_text())
     s = summary["last5_score_mean"]
-    print(f"{key} {algo} (synth {c['synth']['name']}, seed {c['seed']}): normalized score (mean of last 5 "
-          f"evaluations) {s:.2f}; references random {ds.ref_random:.2f} = 0, expert {ds.ref_expert:.2f} = 100")
+    print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {c['seed']}): normalized "
+          f"score (mean of last 5 evaluations) {s:.2f}; references random {ds.ref_random:.2f} = 0, expert "
+          f"{ds.ref_expert:.2f} = 100")
     return summary
 
 

@@ -86,3 +86,23 @@ def test_resume_with_dydiff_restores_the_buffer_and_matches(tmp_path, pretrained
 def test_stage_two_refuses_models_of_another_dataset(tmp_path, pretrained):
     with pytest.raises(DatasetError, match="not on this one"):
         policy(tmp_path, pretrained, "synth=dydiff", "dataset.size=5000")
+
+
+@pytest.mark.slow
+def test_ddp_ranks_synthesise_their_share_into_their_own_buffers(tmp_path, pretrained):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "stages/policy.py", "preset=smoke", "trainer=ddp_cpu", "synth=dydiff",
+                        "eval_episodes=2", f"data_dir={tmp_path.parent}/data", f"checkpoint_dir={tmp_path}/ck",
+                        f"log_dir={tmp_path}/runs", f"pretrain_dir={pretrained}", f"hydra.run.dir={tmp_path}/h",
+                        "progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "ck/maze2d-umaze/policy/td3bc-dydiff/seed0"
+    rank0 = torch.load(run / "last.ckpt", weights_only=True)["synthetic"]["rows"]
+    rank1 = torch.load(run / "synthetic-rank1.pt", weights_only=True)["rows"]
+    tb = EventAccumulator(str(tmp_path / "runs/maze2d-umaze/policy/td3bc-dydiff/seed0")).Reload()
+    assert [e.value for e in tb.Scalars("synth/trajectories_kept")] == [int(0.6 * 16)] * 2  # B_r / 2 per rank
+    assert len(rank0) == sum(e.value for e in tb.Scalars("synth/transitions"))
+    assert 0 < len(rank1) and not torch.equal(rank0[: min(len(rank0), len(rank1))], rank1[: min(len(rank0),
+                                                                                                 len(rank1))])

@@ -7,6 +7,7 @@ place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -216,13 +217,22 @@ class PolicyModule(L.LightningModule):
         checkpoint["updates"] = self.updates
         checkpoint["evaluations"] = self.evaluations
         if self.synthetic is not None:  # saved with the policy, so a resumed run regenerates nothing
-            checkpoint["synthetic"] = self.synthetic.state_dict()
+            if self.global_rank == 0:
+                checkpoint["synthetic"] = self.synthetic.state_dict()
+            elif self.run_dir is not None:  # DDP: every rank keeps its own share, beside the checkpoint
+                path = self.run_dir / f"synthetic-rank{self.global_rank}.pt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(self.synthetic.state_dict(), path.with_name(path.name + ".tmp"))
+                os.replace(path.with_name(path.name + ".tmp"), path)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.updates = checkpoint["updates"]
         self.evaluations = checkpoint["evaluations"]
         if "synthetic" in checkpoint:
             st = checkpoint["synthetic"]
+            own = self.run_dir / f"synthetic-rank{self.global_rank}.pt" if self.run_dir is not None else None
+            if self.global_rank > 0 and own is not None and own.exists():
+                st = torch.load(own, map_location="cpu", weights_only=True)
             if self.synthetic is None:
                 self.synthetic = SyntheticBuffer(st["capacity"], self.cfg.obs_dim, self.cfg.act_dim)
             self.synthetic.load_state_dict(st)

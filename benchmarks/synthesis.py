@@ -1,0 +1,78 @@
+"""Wall time of one synthesis round against one epoch of policy updates (default: the cpu preset, maze2d-umaze,
+TD3+BC + DyDiff), and the projected wall time of a whole DyDiff run over the base run (same epochs and
+evaluations). Target: at most 1.5×. Needs the stage-1 models: run `python stages/pretrain.py` first.
+
+    python benchmarks/synthesis.py
+    python benchmarks/synthesis.py synth.num_trajectories=1024 synth.iterations=2 denoiser=...
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dydiff.envs.evaluation import evaluate  # noqa: E402
+from stages.policy import build  # noqa: E402
+
+
+class EpochTimer(L.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def main():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("policy", overrides=["synth=dydiff", "progress=false", *sys.argv[1:]])
+    c = OmegaConf.to_container(cfg, resolve=True)
+    ds, module, _ = build(c)
+    synth, n = module.synthesizer, module.synth_trajectories
+    module.synthesizer = None  # the base epoch: updates only
+    module.on_train_epoch_end = lambda: None
+    timer = EpochTimer()
+    L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[timer]).fit(module)
+    epoch = timer.seconds
+
+    synth.to("cpu")
+    rounds = []
+    for k in range(2):  # the first round pays one-off costs (lazy init); report the faster
+        g = torch.Generator().manual_seed(k)
+        t0 = time.perf_counter()
+        out, metrics = synth.generate(lambda o: module.act(o, synth.deterministic, g), n, g)
+        rounds.append(time.perf_counter() - t0)
+    round_s = min(rounds)
+
+    t0 = time.perf_counter()
+    evaluate(lambda o: module.act(o).numpy(), ds.task, episodes=c["eval_episodes"], seed=0)
+    eval_s = time.perf_counter() - t0
+
+    E, s = c["epochs"], c["synth"]
+    rounds_per_run = len([e for e in range(E) if synth.due(e)])
+    base = E * epoch + (E // c["eval_every"]) * eval_s
+    dydiff = base + rounds_per_run * round_s
+    print(f"{c['dataset']['name']}, preset {c['preset']['name']}, {c['algo']['name']} "
+          f"({c['algo']['steps_per_epoch']} updates/epoch), threads {torch.get_num_threads()}")
+    print(f"synthesis: B_r {n}, L {synth.horizon}, M {s['iterations']}, trajectory model "
+          f"{getattr(synth.denoiser, 'kind', '-')}, filter {s['filter']} η {s['keep']}: "
+          f"{metrics['transitions']} transitions")
+    print(f"one synthesis round   {round_s:8.2f} s")
+    print(f"one epoch of updates  {epoch:8.2f} s   (round / epoch = {round_s / epoch:.2f})")
+    print(f"one evaluation        {eval_s:8.2f} s   ({c['eval_episodes']} episodes, every {c['eval_every']} epochs)")
+    print(f"whole run ({E} epochs, {rounds_per_run} rounds): base {base / 60:.1f} min, DyDiff {dydiff / 60:.1f} min, "
+          f"ratio {dydiff / base:.2f} (target ≤ 1.5)")
+
+
+if __name__ == "__main__":
+    main()
