@@ -155,6 +155,8 @@ class OfflineDataset:
             "score_mean": float(np.mean(s)),
             "ref_random": self.ref_random,
             "ref_expert": self.ref_expert,
+            # the task's constants (D4RL's reference returns for locomotion): a second way to report scores
+            "score_mean_task_refs": float(np.mean(self.task.normalized_score(r))),
         }
 
     def describe(self) -> str:
@@ -163,7 +165,11 @@ class OfflineDataset:
             f"{s['source']} [{s['task']}, fingerprint {s['fingerprint']}]: {s['transitions']} transitions, "
             f"{s['episodes']} episodes ({s['terminals']} terminal, {s['timeouts']} timeout); return per "
             f"episode min/mean/max {s['return_min']:.2f}/{s['return_mean']:.2f}/{s['return_max']:.2f}; "
-            f"references random {s['ref_random']:.2f}, expert {s['ref_expert']:.2f}"
+            f"references random {s['ref_random']:.2f}, expert {s['ref_expert']:.2f}; normalized score "
+            f"{s['score_mean']:.1f}"
+            + ("" if (self.ref_random, self.ref_expert) == (self.task.ref_random, self.task.ref_expert) else
+               f" ({s['score_mean_task_refs']:.1f} with {self.task.name}'s references {self.task.ref_random:.2f} / "
+               f"{self.task.ref_expert:.2f})")
         )
 
     # ---- views -------------------------------------------------------------------------------

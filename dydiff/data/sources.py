@@ -1,8 +1,9 @@
 """One entry point for every dataset source.
 
 - ``minari:<dataset_id>``: a Minari dataset (local, or downloaded when online);
-- a built-in name (``maze2d-umaze``, ``maze2d-medium``, ``maze2d-large``): generated on the spot, then
-  cached as a D4RL-schema HDF5 file keyed by its generator settings;
+- a built-in name (``maze2d-umaze``, ``maze2d-medium``, ``maze2d-large``, ``builtin-<env>-<kind>`` for
+  hopper / halfcheetah / walker2d × random / medium / medium-replay / expert / medium-expert): generated on
+  the spot, then cached as a D4RL-schema HDF5 file keyed by its generator settings;
 - anything else: a D4RL HDF5 file, by path or by D4RL name (``hopper-medium-replay-v2``).
 """
 
@@ -17,18 +18,54 @@ import h5py
 
 from dydiff.data.d4rl import read_d4rl, write_d4rl
 from dydiff.data.dataset import OfflineDataset
+from dydiff.data.locomotion_gen import KINDS, build_locomotion
 from dydiff.data.maze_gen import generate_maze_dataset, measure_references
 from dydiff.data.minari_io import load_minari
 from dydiff.envs.registry import TASKS, get_task
 
 log = logging.getLogger(__name__)
 BUILTIN = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
+LOCOMOTION = tuple(f"builtin-{env}-{kind}" for env in ("hopper", "halfcheetah", "walker2d") for kind in KINDS)
 GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches rebuild
 
 
+def settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def builtin_path(name: str, settings: dict, data_dir: str | Path) -> Path:
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(data_dir).expanduser() / "builtin" / f"{name}-{settings['size']}-{key}.hdf5"
+    return Path(data_dir).expanduser() / "builtin" / f"{name}-{settings['size']}-{settings_key(settings)}.hdf5"
+
+
+def cached(path: Path, settings: dict, name: str) -> OfflineDataset | None:
+    """The dataset cached at ``path`` if it was built with exactly ``settings``."""
+    if path.exists():
+        with h5py.File(path, "r") as f:
+            if json.loads(f.attrs.get("generator", "{}")) == settings:
+                log.info("loading cached built-in dataset %s", path)
+                return read_d4rl(str(path), name)
+        log.info("generator settings changed: rebuilding %s", path)
+    return None
+
+
+def load_builtin_locomotion(name: str, size: int, sac: dict, medium_return: float, seed: int = 0,
+                            data_dir: str | Path = "data", ref_episodes: int = 10, progress: bool = True):
+    """A built-in locomotion dataset (``builtin-<env>-<kind>``), from the cache or built (SAC behaviour policy
+    cached in ``<data_dir>/builtin/behaviour/``, keyed by its settings)."""
+    if name not in LOCOMOTION:
+        raise KeyError(f"unknown built-in dataset {name!r}; built-in locomotion: {', '.join(LOCOMOTION)}")
+    env, kind = name.removeprefix("builtin-").split("-", 1)
+    behaviour = {"env": env, "seed": int(seed), "sac": dict(sac), "medium_return": float(medium_return),
+                 "version": GENERATOR_VERSION}
+    settings = {"name": name, "size": int(size), "ref_episodes": int(ref_episodes), "behaviour": behaviour}
+    path = builtin_path(name, settings, data_dir)
+    if (ds := cached(path, settings, name)) is not None:
+        return ds
+    bdir = Path(data_dir).expanduser() / "builtin" / "behaviour" / f"{env}-seed{seed}-{settings_key(behaviour)}"
+    ds = build_locomotion(get_task(env), kind, size, bdir, dict(sac), medium_return, seed, ref_episodes, progress)
+    write_d4rl(ds, path, attrs={"generator": json.dumps(settings, sort_keys=True)})
+    log.info("built %s -> %s", name, path)
+    return read_d4rl(str(path), name)
 
 
 def load_builtin(
@@ -54,13 +91,8 @@ def load_builtin(
         "version": GENERATOR_VERSION,
     }
     path = builtin_path(name, settings, data_dir)
-    if path.exists():
-        with h5py.File(path, "r") as f:
-            cached = json.loads(f.attrs.get("generator", "{}"))
-        if cached == settings:
-            log.info("loading cached built-in dataset %s", path)
-            return read_d4rl(str(path), name)
-        log.info("generator settings changed: rebuilding %s", path)
+    if (ds := cached(path, settings, name)) is not None:
+        return ds
     task = get_task(name)
     ds = generate_maze_dataset(task, size, seed, action_noise, jitter, progress=progress)
     ds.ref_random, ds.ref_expert = measure_references(task, ref_episodes)
@@ -81,4 +113,6 @@ def load_dataset(
         return load_minari(name.removeprefix("minari:"), TASKS[task] if task else None)
     if name in BUILTIN:
         return load_builtin(name, data_dir=data_dir, **builtin)
+    if name in LOCOMOTION:
+        return load_builtin_locomotion(name, data_dir=data_dir, **builtin)
     return read_d4rl(name, task)

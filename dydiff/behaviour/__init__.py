@@ -1,0 +1,1 @@
+"""Online behaviour policies for the built-in locomotion datasets."""

@@ -1,0 +1,200 @@
+"""Online SAC (Haarnoja et al., 2018) for the behaviour policies of the built-in locomotion datasets.
+
+Twin critics, tanh-Gaussian actor, automatic entropy tuning towards −act_dim, one update per environment
+step after ``start_steps`` uniform-random steps (D4RL's behaviour policies were SAC agents trained this way).
+The loop keeps every transition with the simulator state before it (``qpos``/``qvel``), saves a **medium**
+snapshot when the deterministic evaluation return first reaches ``medium_return`` and an **expert** one at
+the end, checkpoints (replay buffer, optimisers, every RNG, the environment mid-episode) and resumes
+bit-for-bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from dydiff.algos.base import adam, polyak
+from dydiff.algos.networks import TanhGaussianActor, TwinQ
+from dydiff.data.dataset import Transitions
+from dydiff.envs.evaluation import evaluate
+from dydiff.envs.registry import Task
+
+BUFFER_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "qpos", "qvel")
+
+
+class SAC(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, lr: float = 3e-4, discount: float = 0.99,
+                 tau: float = 0.005):
+        super().__init__()
+        self.discount, self.tau, self.target_entropy = discount, tau, -float(act_dim)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden, 2)
+        self.critic = TwinQ(obs_dim, act_dim, hidden, 2)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.zeros(()))
+        self.opts = [adam(self.actor.parameters(), lr), adam(self.critic.parameters(), lr), adam([self.log_alpha], lr)]
+
+    def update(self, b: Transitions, g: torch.Generator) -> dict:
+        actor_opt, critic_opt, alpha_opt = self.opts
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_a, next_lp = self.actor(b.next_obs, g)
+            q_next = torch.min(*self.critic_target(b.next_obs, next_a)) - alpha * next_lp
+            target = b.rew + self.discount * (1 - b.done) * q_next
+        q1, q2 = self.critic(b.obs, b.act)
+        loss_c = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        critic_opt.zero_grad()
+        loss_c.backward()
+        critic_opt.step()
+        pi, lp = self.actor(b.obs, g)
+        loss_a = (alpha * lp - torch.min(*self.critic(b.obs, pi))).mean()
+        actor_opt.zero_grad()
+        loss_a.backward()
+        actor_opt.step()
+        loss_alpha = -(self.log_alpha * (lp.detach() + self.target_entropy)).mean()
+        alpha_opt.zero_grad()
+        loss_alpha.backward()
+        alpha_opt.step()
+        polyak(self.critic_target, self.critic, self.tau)
+        return {"critic_loss": loss_c, "actor_loss": loss_a, "alpha": alpha}
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True, generator=None) -> np.ndarray:
+        a, _ = self.actor(torch.as_tensor(obs, dtype=torch.float32), generator, deterministic)
+        return a.numpy()
+
+    def full_state(self) -> dict:
+        return {"model": self.state_dict(), "opts": [o.state_dict() for o in self.opts]}
+
+    def load_full_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for o, s in zip(self.opts, state["opts"], strict=True):
+            o.load_state_dict(s)
+
+
+def sim_state(u) -> np.ndarray:
+    """MuJoCo's full integration state (time, qpos, qvel, act, warm start, controls): restoring it continues
+    the simulation bit for bit, which qpos/qvel alone do not (the solver's warm start differs)."""
+    state = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+    mujoco.mj_getState(u.model, u.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+    return state
+
+
+def tensors(buf: dict, n: int) -> dict:
+    return {k: torch.from_numpy(np.ascontiguousarray(v[:n])) for k, v in buf.items()}
+
+
+def save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path.with_name(path.name + ".tmp"))
+    os.replace(path.with_name(path.name + ".tmp"), path)
+
+
+def load_actor(path: str | Path, task: Task, hidden: int = 256) -> SAC:
+    """A snapshot (medium.pt / expert.pt) as an SAC agent for acting."""
+    agent = SAC(task.obs_dim, task.act_dim, hidden)
+    agent.actor.load_state_dict(torch.load(path, weights_only=True)["actor"])
+    return agent
+
+
+def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium_return: float | None = None,
+              start_steps: int = 10_000, batch_size: int = 256, hidden: int = 256, lr: float = 3e-4,
+              eval_every: int = 5000, eval_episodes: int = 5, checkpoint_every: int = 10_000, resume: bool = True,
+              progress: bool = True, log_dir: str | Path | None = None) -> dict:
+    """Train (or resume, or just load when finished) SAC in ``out_dir``: checkpoint.pt (everything, while
+    training), medium.pt / expert.pt (actor snapshots), buffer.pt (the replay buffer at the end) and
+    result.json. Returns {buffer arrays, medium_step, evaluations}."""
+    out = Path(out_dir)
+    done_path = out / "buffer.pt"
+    if done_path.exists():
+        res = torch.load(done_path, weights_only=True)
+        return {**res, "buffer": {k: v.numpy() for k, v in res["buffer"].items()}}
+    torch.manual_seed(seed)
+    agent = SAC(task.obs_dim, task.act_dim, hidden, lr)
+    env = task.make_env()
+    u = env.unwrapped
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    nq, nv = u.model.nq, u.model.nv
+    buf = {"observations": np.zeros((steps, task.obs_dim), np.float32),
+           "actions": np.zeros((steps, task.act_dim), np.float32), "rewards": np.zeros(steps, np.float32),
+           "next_observations": np.zeros((steps, task.obs_dim), np.float32), "terminals": np.zeros(steps, bool),
+           "timeouts": np.zeros(steps, bool), "qpos": np.zeros((steps, nq)), "qvel": np.zeros((steps, nv))}
+    obs, _ = env.reset(seed=seed)
+    t0, medium_step, evals, ep_ret, ep_rets = 0, None, [], 0.0, []
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        st = torch.load(ckpt, weights_only=True)
+        agent.load_full_state(st["agent"])
+        for k in BUFFER_KEYS:
+            buf[k][: st["t"]] = st["buffer"][k].numpy()
+        t0, medium_step, evals, ep_ret, ep_rets = st["t"], st["medium_step"], st["evals"], st["ep_ret"], st["ep_rets"]
+        rng.bit_generator.state, u.np_random.bit_generator.state = st["rng"], st["env_rng"]
+        g.set_state(st["torch_rng"])
+        mujoco.mj_setState(u.model, u.data, st["env_state"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
+        env._elapsed_steps = st["env_elapsed"]  # the TimeLimit wrapper's counter
+        obs = st["obs"].numpy()
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    bar = tqdm(range(t0, steps), initial=t0, total=steps, desc=f"SAC {task.name}", disable=not progress,
+               mininterval=1.0)
+    tick = time.perf_counter()
+    for t in bar:
+        buf["qpos"][t], buf["qvel"][t] = u.data.qpos, u.data.qvel
+        a = rng.uniform(-1, 1, task.act_dim).astype(np.float32) if t < start_steps else \
+            agent.act(obs[None], False, g)[0]
+        nxt, r, term, trunc, _ = env.step(a)
+        for k, v in zip(BUFFER_KEYS[:6], (obs, a, r, nxt, term, trunc and not term), strict=True):
+            buf[k][t] = v
+        ep_ret += float(r)
+        obs = nxt
+        if term or trunc:
+            ep_rets.append(ep_ret)
+            obs, ep_ret = env.reset()[0], 0.0
+        if t >= start_steps:
+            idx = torch.randint(t + 1, (batch_size,), generator=g).numpy()
+            b = Transitions(*(torch.as_tensor(buf[k][idx], dtype=torch.float32) for k in BUFFER_KEYS[:5]))
+            logs = agent.update(b, g)
+            if writer is not None and t % 1000 == 0:
+                for k, v in logs.items():
+                    writer.add_scalar(f"sac/{k}", float(v), t)
+        if (t + 1) % eval_every == 0 or t + 1 == steps:
+            ret = evaluate(lambda o: agent.act(o), task, eval_episodes, seed=10_000 + t).return_mean
+            evals.append([t + 1, float(ret)])
+            sps = eval_every / (time.perf_counter() - tick)
+            tick = time.perf_counter()
+            bar.set_postfix(eval_return=f"{ret:.0f}", train_return=f"{np.mean(ep_rets[-10:] or [0]):.0f}",
+                            steps_per_s=f"{sps:.0f}")
+            if writer is not None:
+                writer.add_scalar("sac/eval_return", ret, t + 1)
+                writer.add_scalar("sac/steps_per_s", sps, t + 1)
+            if medium_step is None and medium_return is not None and ret >= medium_return:
+                medium_step = t + 1
+                save_atomic({"actor": agent.actor.state_dict(), "step": t + 1, "return": ret}, out / "medium.pt")
+        if (t + 1) % checkpoint_every == 0 and t + 1 < steps:
+            save_atomic({"agent": agent.full_state(), "t": t + 1, "buffer": tensors(buf, t + 1),
+                         "medium_step": medium_step, "evals": evals, "ep_ret": float(ep_ret),
+                         "ep_rets": [float(x) for x in ep_rets], "rng": rng.bit_generator.state,
+                         "env_rng": u.np_random.bit_generator.state, "torch_rng": g.get_state(),
+                         "env_state": torch.tensor(sim_state(u)), "env_elapsed": env._elapsed_steps,
+                         "obs": torch.tensor(obs)}, ckpt)
+    env.close()
+    if writer is not None:
+        writer.close()
+    save_atomic({"actor": agent.actor.state_dict(), "step": steps, "return": evals[-1][1]}, out / "expert.pt")
+    result = {"buffer": tensors(buf, steps), "medium_step": medium_step, "evaluations": evals,
+              "agent": agent.full_state()}
+    save_atomic(result, done_path)
+    if ckpt.exists():
+        ckpt.unlink()
+    return {**result, "buffer": buf}
