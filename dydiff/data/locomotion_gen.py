@@ -61,7 +61,8 @@ def to_dataset(arrays: dict, task: Task, source: str, ref_random: float, ref_exp
 
 def build_locomotion(task: Task, kind: str, size: int, behaviour_dir: str | Path, sac: dict, medium_return: float,
                      seed: int = 0, ref_episodes: int = 10, progress: bool = True) -> OfflineDataset:
-    """One dataset of ``kind``; trains (or reuses) the SAC behaviour policy in ``behaviour_dir`` first."""
+    """One dataset of ``kind`` (not medium-expert); trains (or reuses) the SAC behaviour policy in
+    ``behaviour_dir`` first."""
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
     behaviour_dir = Path(behaviour_dir)
@@ -87,10 +88,14 @@ def build_locomotion(task: Task, kind: str, size: int, behaviour_dir: str | Path
     elif kind in ("medium", "expert"):
         agent = expert if kind == "expert" else load_actor(behaviour_dir / "medium.pt", task, sac.get("hidden", 256))
         arrays = collect(task, sampled(agent), size, seed + (1 if kind == "medium" else 2), progress, source)
-    else:  # medium-expert: the exact concatenation of the two datasets of this size
-        parts = [build_locomotion(task, k, size, behaviour_dir, sac, medium_return, seed, ref_episodes, progress)
-                 for k in ("medium", "expert")]
-        arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
-                  ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
-        arrays.update({k: np.concatenate([p.infos[k] for p in parts]) for k in ("qpos", "qvel")})
+    else:
+        raise ValueError("medium-expert is the concatenation of medium and expert: use concatenate()")
     return to_dataset(arrays, task, source, ref_random, ref_expert)
+
+
+def concatenate(parts: list[OfflineDataset], source: str) -> OfflineDataset:
+    """medium-expert: the exact concatenation of the medium and expert datasets (references of the first)."""
+    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+              ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
+    arrays.update({k: np.concatenate([p.infos[k] for p in parts]) for k in ("qpos", "qvel")})
+    return to_dataset(arrays, parts[0].task, source, parts[0].ref_random, parts[0].ref_expert)

@@ -18,7 +18,7 @@ import h5py
 
 from dydiff.data.d4rl import read_d4rl, write_d4rl
 from dydiff.data.dataset import OfflineDataset
-from dydiff.data.locomotion_gen import KINDS, build_locomotion
+from dydiff.data.locomotion_gen import KINDS, build_locomotion, concatenate
 from dydiff.data.maze_gen import generate_maze_dataset, measure_references
 from dydiff.data.minari_io import load_minari
 from dydiff.envs.registry import TASKS, get_task
@@ -61,8 +61,15 @@ def load_builtin_locomotion(name: str, size: int, sac: dict, medium_return: floa
     path = builtin_path(name, settings, data_dir)
     if (ds := cached(path, settings, name)) is not None:
         return ds
-    bdir = Path(data_dir).expanduser() / "builtin" / "behaviour" / f"{env}-seed{seed}-{settings_key(behaviour)}"
-    ds = build_locomotion(get_task(env), kind, size, bdir, dict(sac), medium_return, seed, ref_episodes, progress)
+    if kind == "medium-expert":  # the two cached (or built) datasets, concatenated
+        kw = dict(size=size, sac=sac, medium_return=medium_return, seed=seed, data_dir=data_dir,
+                  ref_episodes=ref_episodes, progress=progress)
+        parts = [load_builtin_locomotion(f"builtin-{env}-{k}", **kw) for k in ("medium", "expert")]
+        ds = concatenate(parts, f"builtin:{env}-{kind}")
+    else:
+        bdir = Path(data_dir).expanduser() / "builtin" / "behaviour" / f"{env}-seed{seed}-{settings_key(behaviour)}"
+        ds = build_locomotion(get_task(env), kind, size, bdir, dict(sac), medium_return, seed, ref_episodes,
+                              progress)
     write_d4rl(ds, path, attrs={"generator": json.dumps(settings, sort_keys=True)})
     log.info("built %s -> %s", name, path)
     return read_d4rl(str(path), name)
