@@ -4,6 +4,7 @@ policy (and, on mazes, the noiseless waypoint controller) in the real environmen
     python stages/collect.py dataset=maze2d-medium
     python stages/collect.py dataset=hopper-medium-v2          # a D4RL file in ~/.d4rl/datasets
     python stages/collect.py dataset=maze2d-umaze export_minari=dydiff/maze2d-umaze/cpu-v0
+    python stages/collect.py dataset=builtin-hopper-medium-replay   # trains SAC first (resumes if interrupted)
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dydiff.envs.evaluation import evaluate, random_policy
 
 
 def run(cfg: DictConfig) -> dict:
-    ds = load_dataset(data_dir=cfg.data_dir, **OmegaConf.to_container(cfg.dataset, resolve=True))
+    ds = load_dataset(data_dir=cfg.data_dir, progress=cfg.progress, **OmegaConf.to_container(cfg.dataset,
+                                                                                            resolve=True))
     print(ds.describe())
     out = {"summary": ds.summary()}
     task, n = ds.task, cfg.eval_episodes
