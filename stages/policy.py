@@ -27,7 +27,8 @@ def build(c: dict):
     """The dataset, the policy module with its data (and synthesizer) attached, and the run directory."""
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     key, algo = dataset_key(c["dataset"]["name"]), c["algo"]["name"]
-    out = Path(c["checkpoint_dir"]) / key / "policy" / f"{algo}-{c['synth']['name']}" / f"seed{c['seed']}"
+    name = f"{algo}-{c['synth']['name']}" + (f"-{c['tag']}" if c["tag"] else "")
+    out = Path(c["checkpoint_dir"]) / key / "policy" / name / f"seed{c['seed']}"
     mean, std = ds.observations.mean(0), ds.observations.std(0) + 1e-3
     torch.manual_seed(c["seed"])  # initial weights
     module = ALGOS[algo](
@@ -41,6 +42,8 @@ def build(c: dict):
     if synth is not None:
         module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
     module.run_dir = out
+    module.run_info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": c["synth"], "tag": c["tag"],
+                       "seed": c["seed"], "real_ratio": c["real_ratio"], "epochs": c["epochs"]}
     return ds, module, out
 
 

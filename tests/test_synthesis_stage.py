@@ -65,8 +65,12 @@ def test_synther_generates_once_caches_and_fills_the_buffer(tmp_path, pretrained
 
 
 def test_single_step_ablation_and_hardmax_run(tmp_path, pretrained):
-    summary = policy(tmp_path, pretrained, "synth=dydiff", "synth.iterations=0", "synth.filter=hardmax", "epochs=1")
-    tb = EventAccumulator(str(tmp_path / "runs/maze2d-umaze/policy/td3bc-dydiff/seed0")).Reload()
+    summary = policy(tmp_path, pretrained, "synth=dydiff", "synth.iterations=0", "synth.filter=hardmax", "epochs=1",
+                     "tag=M0")
+    assert (tmp_path / "ck/maze2d-umaze/policy/td3bc-dydiff-M0/seed0/summary.json").exists()
+    assert (summary["dataset"], summary["algo"], summary["seed"], summary["tag"]) == ("maze2d-umaze", "td3bc", 0, "M0")
+    assert summary["synth"]["iterations"] == 0 and summary["synth"]["filter"] == "hardmax"
+    tb = EventAccumulator(str(tmp_path / "runs/maze2d-umaze/policy/td3bc-dydiff-M0/seed0")).Reload()
     assert "synth/state_change_iter1" not in tb.Tags()["scalars"]
     assert [e.value for e in tb.Scalars("synth/transitions")] == [int(0.6 * 32) * 16]  # no padding, no terminal
     assert len(summary["evaluations"]) == 1

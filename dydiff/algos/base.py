@@ -63,6 +63,7 @@ class PolicyModule(L.LightningModule):
         self.synthesizer: Synthesizer | None = None  # fills it at the start of due epochs
         self.synth_trajectories = 0  # B_r over all ranks
         self.run_dir: Path | None = None
+        self.run_info: dict = {}  # what the run was (dataset, algo, synth settings, seed): copied into summary.json
         self._fast_backward: bool | None = None
 
     # ---- data --------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class PolicyModule(L.LightningModule):
     def summary(self) -> dict:
         """The paper's protocol: the mean of the last 5 evaluations; also the best and all of them."""
         scores = [e["score_mean"] for e in self.evaluations]
-        return {"last5_score_mean": float(np.mean(scores[-5:])) if scores else None,
+        return {**self.run_info, "last5_score_mean": float(np.mean(scores[-5:])) if scores else None,
                 "best_score": max(scores) if scores else None, "evaluations": self.evaluations}
 
     def on_fit_end(self) -> None:
