@@ -1,0 +1,135 @@
+"""Tables of finished policy runs, as in the paper: normalized score (mean of the last 5 evaluations) mean ± std
+over seeds per dataset × algorithm × data source, and the IQM with a stratified-bootstrap 95% interval
+(Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = {"none": "Base", "synther": "SynthER", "synther_filtered": "SynthER-f", "dydiff": "DyDiff",
+           "real_env": "Real env"}
+
+
+def load_runs(paths) -> list[dict]:
+    """Every ``summary.json`` under the given files or directories that has a score."""
+    runs = []
+    for p in map(Path, paths):
+        for f in [p] if p.is_file() else sorted(p.rglob("summary.json")):
+            s = json.loads(f.read_text())
+            if s.get("last5_score_mean") is not None:
+                runs.append({**s, "path": str(f)})
+    return runs
+
+
+def column(run: dict) -> str:
+    synth = run["synth"]["name"] if isinstance(run.get("synth"), dict) else run.get("synth", "none")
+    return COLUMNS.get(synth, synth) + (f" ({run['tag']})" if run.get("tag") else "")
+
+
+def scores_by_cell(runs: list[dict]) -> dict:
+    """{(dataset, algo, column): [score per seed]}."""
+    cells = defaultdict(list)
+    for r in runs:
+        cells[(r["dataset"], r["algo"], column(r))].append(float(r["last5_score_mean"]))
+    return cells
+
+
+def table(runs: list[dict]) -> tuple[list[str], list[list[str]], list[list]]:
+    """(header, rows of formatted cells, rows of raw (mean, std, n) or None). The best mean of each algorithm
+    in a row is bold; the last row averages each column's means over the datasets it has."""
+    cells = scores_by_cell(runs)
+    datasets = sorted({d for d, _, _ in cells})
+    order = list(COLUMNS.values())
+    cols = sorted({(a, c) for _, a, c in cells}, key=lambda ac: (ac[0], order.index(ac[1]) if ac[1] in order
+                                                                   else len(order), ac[1]))
+    header = ["dataset"] + [f"{a} {c}" for a, c in cols]
+    raw = [[(float(np.mean(v)), float(np.std(v)), len(v)) if (v := cells.get((d, a, c))) else None
+            for a, c in cols] for d in datasets]
+    avg = []
+    for j in range(len(cols)):
+        means = [row[j][0] for row in raw if row[j] is not None]
+        avg.append((float(np.mean(means)), None, len(means)) if means else None)
+    rows = []
+    for name, r in [*zip(datasets, raw, strict=True), ("average", avg)]:
+        best = {a: max((x[0] for (b, _), x in zip(cols, r, strict=True) if b == a and x), default=None)
+                for a, _ in cols}
+        out = [name]
+        for (a, _), x in zip(cols, r, strict=True):
+            if x is None:
+                out.append("–")
+                continue
+            text = f"{x[0]:.1f}" + (f" ± {x[1]:.1f}" if x[1] is not None else "")
+            out.append(f"**{text}**" if x[0] == best[a] else text)
+        rows.append(out)
+    return header, rows, [*raw, avg]
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def iqm(x) -> float:
+    """The interquartile mean: the mean of the middle 50% (25% trimmed from each end, fractional at the cut)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = len(x)
+    lo, hi = 0.25 * n, 0.75 * n
+    w = np.clip(np.minimum(np.arange(1, n + 1), hi) - np.maximum(np.arange(n), lo), 0, None)
+    return float((w * x).sum() / w.sum())
+
+
+def stratified_bootstrap_ci(strata: list, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+    """IQM of all scores and its percentile interval, resampling the scores within each stratum (dataset)."""
+    rng = np.random.default_rng(seed)
+    strata = [np.asarray(s, dtype=np.float64) for s in strata]
+    point = iqm(np.concatenate(strata))
+    boots = [iqm(np.concatenate([s[rng.integers(len(s), size=len(s))] for s in strata])) for _ in range(reps)]
+    a = (1 - level) / 2
+    return point, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+
+
+def dataset_group(dataset: str, by: str) -> str:
+    """'environment' → hopper / halfcheetah / walker2d / maze2d; 'type' → medium / medium-replay / … / maze."""
+    name = dataset.removeprefix("builtin-").removeprefix("minari-").removesuffix("-v2")
+    if name.startswith(("maze2d", "pointmaze")):
+        return "maze2d" if by == "environment" else name.split("-", 1)[1]
+    env, kind = name.split("-", 1)
+    return env if by == "environment" else kind
+
+
+def iqm_table(runs: list[dict], by: str = "environment", reps: int = 2000, seed: int = 0) -> list[dict]:
+    """One row per (group, algorithm, column): IQM and 95% CI over every run, stratified by dataset."""
+    cells = scores_by_cell(runs)
+    groups = defaultdict(lambda: defaultdict(list))
+    for (d, a, c), v in cells.items():
+        groups[(dataset_group(d, by), a, c)][d] = v
+    out = []
+    for (g, a, c), strata in sorted(groups.items()):
+        point, lo, hi = stratified_bootstrap_ci(list(strata.values()), reps, seed)
+        out.append({"group": g, "algo": a, "column": c, "iqm": point, "ci_low": lo, "ci_high": hi,
+                    "runs": sum(len(v) for v in strata.values())})
+    return out
+
+
+def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows, _ = table(runs)
+    (out / "table.md").write_text(markdown(header, rows))
+    with open(out / "table.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *[[c.replace("**", "") for c in r] for r in rows]])
+    result = {"table": {"header": header, "rows": rows}}
+    for by in ("environment", "type"):
+        rows_iqm = iqm_table(runs, by, reps)
+        result[f"iqm_by_{by}"] = rows_iqm
+        md = markdown(["group", "algo", "data", "IQM", "95% CI", "runs"],
+                      [[r["group"], r["algo"], r["column"], f"{r['iqm']:.1f}",
+                        f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]", str(r["runs"])] for r in rows_iqm])
+        (out / f"iqm_by_{by}.md").write_text(md)
+    (out / "report.json").write_text(json.dumps(result, indent=1))
+    return result

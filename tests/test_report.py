@@ -1,0 +1,90 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from dydiff.report import dataset_group, iqm, load_runs, stratified_bootstrap_ci, write_report
+
+SCORES = {  # (dataset, algo, synth): scores of seeds 0, 1, 2
+    ("maze2d-umaze", "td3bc", "none"): [10.0, 20.0, 30.0],
+    ("maze2d-umaze", "td3bc", "dydiff"): [40.0, 50.0, 60.0],
+    ("builtin-hopper-medium", "td3bc", "none"): [70.0, 80.0, 90.0],
+    ("builtin-hopper-medium", "td3bc", "dydiff"): [50.0, 60.0, 100.0],
+    ("builtin-hopper-medium", "cql", "none"): [5.0, 5.0, 5.0],
+}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    for (d, a, s), values in SCORES.items():
+        for seed, v in enumerate(values):
+            f = tmp_path / d / "policy" / f"{a}-{s}" / f"seed{seed}" / "summary.json"
+            f.parent.mkdir(parents=True)
+            evals = [{"score_mean": x} for x in (0.0, v - 2, v + 2, v, v - 1, v + 1)]  # last five average to v
+            f.write_text(json.dumps({"dataset": d, "algo": a, "synth": {"name": s}, "tag": None, "seed": seed,
+                                     "last5_score_mean": v, "evaluations": evals}))
+    (tmp_path / "unfinished" / "summary.json").parent.mkdir()
+    (tmp_path / "unfinished" / "summary.json").write_text(json.dumps({"last5_score_mean": None}))
+    return tmp_path
+
+
+def test_table_cells_best_marks_and_average(run_dir, tmp_path_factory):
+    runs = load_runs([run_dir])
+    assert len(runs) == 15
+    out = tmp_path_factory.mktemp("rep")
+    result = write_report(runs, out, reps=200)
+    header, rows = result["table"]["header"], result["table"]["rows"]
+    assert header == ["dataset", "cql Base", "td3bc Base", "td3bc DyDiff"]
+    std = lambda v: np.std(v)  # noqa: E731  (over seeds, ddof = 0)
+    assert rows[0] == ["builtin-hopper-medium", "**5.0 ± 0.0**", f"**80.0 ± {std([70, 80, 90]):.1f}**",
+                       f"70.0 ± {std([50, 60, 100]):.1f}"]
+    assert rows[1] == ["maze2d-umaze", "–", f"20.0 ± {std([10, 20, 30]):.1f}", f"**50.0 ± {std([40, 50, 60]):.1f}**"]
+    assert rows[2] == ["average", "**5.0**", "50.0", "**60.0**"]  # (80 + 20) / 2 and (70 + 50) / 2
+    md = (out / "table.md").read_text().splitlines()
+    assert md[0] == "| dataset | cql Base | td3bc Base | td3bc DyDiff |" and md[4].startswith("| average |")
+    with open(out / "table.csv") as f:
+        assert list(csv.reader(f))[3] == ["average", "5.0", "50.0", "60.0"]
+
+
+def test_iqm_is_the_quarter_trimmed_mean():
+    assert iqm([1, 2, 3, 4]) == 2.5
+    assert iqm([0, 0, 0, 10, 10, 100, 100, 1000]) == 30.0  # the middle four
+    assert iqm([1, 2, 3, 4, 5, 6]) == pytest.approx((0.5 * 2 + 3 + 4 + 0.5 * 5) / 3)  # fractional ends
+    assert iqm([7.0]) == 7.0
+
+
+def test_stratified_bootstrap_interval(run_dir):
+    point, lo, hi = stratified_bootstrap_ci([[5.0, 5.0], [5.0]], reps=100)
+    assert point == lo == hi == 5.0  # no spread, no interval
+    point, lo, hi = stratified_bootstrap_ci([[0.0, 10.0, 20.0, 30.0], [100.0, 100.0]], reps=500)
+    assert point == iqm([0, 10, 20, 30, 100, 100]) and lo < point < hi and 0 <= lo and hi <= 100
+    rows = write_report(load_runs([run_dir]), run_dir / "rep", reps=300)["iqm_by_environment"]
+    hop = next(r for r in rows if r["group"] == "hopper" and r["algo"] == "td3bc" and r["column"] == "DyDiff")
+    assert hop["iqm"] == iqm([50, 60, 100]) and hop["runs"] == 3
+    kinds = {(r["group"], r["algo"], r["column"]) for r in write_report(load_runs([run_dir]), run_dir / "r2",
+                                                                         reps=10)["iqm_by_type"]}
+    assert ("medium", "cql", "Base") in kinds and ("umaze", "td3bc", "DyDiff") in kinds
+
+
+def test_dataset_groups():
+    assert [dataset_group(d, "environment") for d in ("builtin-walker2d-medium-replay", "hopper-medium-expert-v2",
+                                                       "maze2d-large", "minari-halfcheetah-medium")] == [
+        "walker2d", "hopper", "maze2d", "halfcheetah"]
+    assert dataset_group("builtin-walker2d-medium-replay", "type") == "medium-replay"
+    assert dataset_group("hopper-medium-expert-v2", "type") == "medium-expert"
+
+
+def test_report_stage(run_dir, tmp_path_factory, capsys):
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from stages.report import run
+
+    out = tmp_path_factory.mktemp("stage")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("report", overrides=[f"runs=[{run_dir}]", f"out={out}", "bootstrap_reps=50"])
+    run(cfg)
+    assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "iqm_by_environment.md", "iqm_by_type.md",
+                                               "report.json"}
