@@ -82,6 +82,7 @@ class PolicyModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.synthesizer is not None:
             self.synthesizer.to(self.device)
+            self.synthesizer.rank, self.synthesizer.world = self.global_rank, self.trainer.world_size
         if self.synthetic is not None:
             self.synthetic.to(self.device)
         r = Transitions(*(t.to(self.device) for t in self.real))

@@ -23,6 +23,7 @@ from dydiff.synthesis import refine as R
 
 class Synthesizer:
     deterministic = True  # how the policy acts in rollouts
+    rank, world = 0, 1  # set by the policy module under DDP
 
     def __init__(self, start_epoch: int = 0, every: int = 1):
         self.start_epoch, self.every = start_epoch, every
@@ -163,11 +164,13 @@ class SynthER(Synthesizer):
 
     def cached(self, device) -> Transitions:
         """The unfiltered samples: loaded from the cache, or generated and cached (atomically)."""
-        path = self.cache_dir / f"samples-{self.samples}-seed{self.seed}.pt"
+        n = -(-self.samples // self.world)  # under DDP each rank makes (and caches) its share
+        part = f"-rank{self.rank}of{self.world}" if self.world > 1 else ""
+        path = self.cache_dir / f"samples-{self.samples}-seed{self.seed}{part}.pt"
         if path.exists():
             return Transitions(*torch.load(path, map_location=device, weights_only=True))
-        g = torch.Generator(device=device).manual_seed(self.seed)
-        t = self.model.sample(self.samples, g, self.chunk)
+        g = torch.Generator(device=device).manual_seed(self.seed * 1000 + self.rank)
+        t = self.model.sample(n, g, self.chunk)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(tuple(x.cpu() for x in t), tmp)
