@@ -85,6 +85,9 @@ class PolicyModule(L.LightningModule):
             self.synthesizer.rank, self.synthesizer.world = self.global_rank, self.trainer.world_size
         if self.synthetic is not None:
             self.synthetic.to(self.device)
+        self._prepare_real()
+
+    def _prepare_real(self) -> None:
         r = Transitions(*(t.to(self.device) for t in self.real))
         self._real_n = r._replace(obs=self.norm(r.obs), next_obs=self.norm(r.next_obs)).pack()
 
@@ -129,8 +132,8 @@ class PolicyModule(L.LightningModule):
         n_real = b
         if self.synthetic is not None and len(self.synthetic) >= b - int(self.cfg.real_ratio * b):
             n_real = int(self.cfg.real_ratio * b)
-        if self._real_n is None:  # outside a Trainer (tests)
-            self.on_fit_start()
+        if self._real_n is None:  # outside a Trainer (tests, notebooks)
+            self._prepare_real()
         idx = torch.randint(len(self._real_n), (n_real,), generator=g, device=self.device)
         rows = self._real_n[idx]  # one gather for all five fields
         if n_real < b:
