@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dydiff.data.dataset import OfflineDataset
+from dydiff.synthesis.refine import ensemble_rollout
 
 
 def heldout_windows(ds: OfflineDataset, episodes, horizon: int, k: int, seed: int = 0):
@@ -50,16 +51,6 @@ def simulate(ds: OfflineDataset, s0: np.ndarray, actions: np.ndarray, rows=None)
     return out, inexact
 
 
-def policy_actions(dynamics, policy: Callable, s0: torch.Tensor, horizon: int, generator) -> torch.Tensor:
-    """The paper's protocol: the policy acts (deterministically) in the ensemble from s0 for L steps."""
-    s, acts = s0, []
-    for _ in range(horizon):
-        a = policy(s)
-        acts.append(a)
-        s = dynamics.step(s, a, generator)
-    return torch.stack(acts, 1)
-
-
 def errors(pred: np.ndarray, true: np.ndarray, scale: np.ndarray) -> dict:
     """Per-step squared errors summed over dimensions, averaged over sequences: raw and normalised units."""
     d = pred - true
@@ -78,7 +69,7 @@ def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int =
     g = torch.Generator().manual_seed(seed)
     s0_t = torch.as_tensor(s0)
     if policy is not None:  # actions from the policy in the ensemble; the real simulator replays them
-        actions = policy_actions(dyn, policy, s0_t, horizon, g).numpy()
+        actions = ensemble_rollout(dyn, policy, s0_t, horizon, g)[1].numpy()  # the paper's protocol
     true, inexact = simulate(ds, s0, actions, rows)
     act_t = torch.as_tensor(actions, dtype=torch.float32)
     preds = {"ensemble": dyn.rollout(s0_t, act_t, g).numpy()}

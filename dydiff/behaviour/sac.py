@@ -80,6 +80,29 @@ class SAC(nn.Module):
             o.load_state_dict(s)
 
 
+def empty_buffer(task: Task, n: int, env) -> dict:
+    """Arrays for ``n`` transitions in the D4RL schema, plus the simulator state before each (qpos, qvel)."""
+    model = env.unwrapped.model
+    return {"observations": np.zeros((n, task.obs_dim), np.float32),
+            "actions": np.zeros((n, task.act_dim), np.float32), "rewards": np.zeros(n, np.float32),
+            "next_observations": np.zeros((n, task.obs_dim), np.float32), "terminals": np.zeros(n, bool),
+            "timeouts": np.zeros(n, bool), "qpos": np.zeros((n, model.nq)), "qvel": np.zeros((n, model.nv))}
+
+
+def record_step(env, buf: dict, t: int, obs: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """Store the simulator state, step with ``action`` and store row ``t`` (a time limit is a timeout, never a
+    terminal). Returns the observation to act on next (a new episode's after an end), the reward, and whether
+    the episode ended."""
+    u = env.unwrapped
+    buf["qpos"][t], buf["qvel"][t] = u.data.qpos, u.data.qvel
+    nxt, r, term, trunc, _ = env.step(action)
+    for k, v in zip(BUFFER_KEYS[:6], (obs, action, r, nxt, term, trunc and not term), strict=True):
+        buf[k][t] = v
+    if term or trunc:
+        return env.reset()[0], float(r), True
+    return nxt, float(r), False
+
+
 def sim_state(u) -> np.ndarray:
     """MuJoCo's full integration state (time, qpos, qvel, act, warm start, controls): restoring it continues
     the simulation bit for bit, which qpos/qvel alone do not (the solver's warm start differs)."""
@@ -122,11 +145,7 @@ def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium
     env = task.make_env()
     u = env.unwrapped
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    nq, nv = u.model.nq, u.model.nv
-    buf = {"observations": np.zeros((steps, task.obs_dim), np.float32),
-           "actions": np.zeros((steps, task.act_dim), np.float32), "rewards": np.zeros(steps, np.float32),
-           "next_observations": np.zeros((steps, task.obs_dim), np.float32), "terminals": np.zeros(steps, bool),
-           "timeouts": np.zeros(steps, bool), "qpos": np.zeros((steps, nq)), "qvel": np.zeros((steps, nv))}
+    buf = empty_buffer(task, steps, env)
     obs, _ = env.reset(seed=seed)
     t0, medium_step, evals, ep_ret, ep_rets = 0, None, [], 0.0, []
     ckpt = out / "checkpoint.pt"
@@ -150,17 +169,13 @@ def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium
                mininterval=1.0)
     tick = time.perf_counter()
     for t in bar:
-        buf["qpos"][t], buf["qvel"][t] = u.data.qpos, u.data.qvel
         a = rng.uniform(-1, 1, task.act_dim).astype(np.float32) if t < start_steps else \
             agent.act(obs[None], False, g)[0]
-        nxt, r, term, trunc, _ = env.step(a)
-        for k, v in zip(BUFFER_KEYS[:6], (obs, a, r, nxt, term, trunc and not term), strict=True):
-            buf[k][t] = v
-        ep_ret += float(r)
-        obs = nxt
-        if term or trunc:
+        obs, r, ended = record_step(env, buf, t, obs, a)
+        ep_ret += r
+        if ended:
             ep_rets.append(ep_ret)
-            obs, ep_ret = env.reset()[0], 0.0
+            ep_ret = 0.0
         if t >= start_steps:
             idx = torch.randint(t + 1, (batch_size,), generator=g).numpy()
             b = Transitions(*(torch.as_tensor(buf[k][idx], dtype=torch.float32) for k in BUFFER_KEYS[:5]))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dydiff.behaviour.sac import load_actor, train_sac
+from dydiff.behaviour.sac import empty_buffer, load_actor, record_step, train_sac
 from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.registry import Task
@@ -30,22 +30,10 @@ KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 def collect(task: Task, act, size: int, seed: int = 0, progress: bool = True, desc: str = "") -> dict:
     """``size`` transitions of whole episodes one after another (the last one cut by a timeout)."""
     env = task.make_env()
-    u = env.unwrapped
-    nq, nv = u.model.nq, u.model.nv
-    a_ = {"observations": np.zeros((size, task.obs_dim), np.float32),
-          "actions": np.zeros((size, task.act_dim), np.float32), "rewards": np.zeros(size, np.float32),
-          "next_observations": np.zeros((size, task.obs_dim), np.float32), "terminals": np.zeros(size, bool),
-          "timeouts": np.zeros(size, bool), "qpos": np.zeros((size, nq)), "qvel": np.zeros((size, nv))}
+    a_ = empty_buffer(task, size, env)
     obs, _ = env.reset(seed=seed)
     for t in tqdm(range(size), desc=desc or f"collecting {task.name}", disable=not progress, mininterval=1.0):
-        a_["qpos"][t], a_["qvel"][t] = u.data.qpos, u.data.qvel
-        a = np.asarray(act(obs[None]), np.float32)[0]
-        nxt, r, term, trunc, _ = env.step(a)
-        a_["observations"][t], a_["actions"][t], a_["rewards"][t], a_["next_observations"][t] = obs, a, r, nxt
-        a_["terminals"][t], a_["timeouts"][t] = term, trunc and not term
-        obs = nxt
-        if term or trunc:
-            obs, _ = env.reset()
+        obs, _, _ = record_step(env, a_, t, obs, np.asarray(act(obs[None]), np.float32)[0])
     env.close()
     if not a_["terminals"][-1]:
         a_["timeouts"][-1] = True  # the collection stops: a time limit
