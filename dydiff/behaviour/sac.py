@@ -64,7 +64,7 @@ class SAC(nn.Module):
         loss_alpha.backward()
         alpha_opt.step()
         polyak(self.critic_target, self.critic, self.tau)
-        return {"critic_loss": loss_c, "actor_loss": loss_a, "alpha": alpha}
+        return {"critic_loss": loss_c.detach(), "actor_loss": loss_a.detach(), "alpha": alpha}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True, generator=None) -> np.ndarray:
