@@ -19,7 +19,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 2>&1 | $(QUIET)
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | $(QUIET)
-	$(PY) -c "import dydiff, torch, lightning, hydra, gymnasium_robotics, minari, h5py"
+	$(PY) -c "import dydiff, torch, lightning, hydra, gymnasium_robotics, minari, h5py, matplotlib"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,7 @@
 """Gradient updates per second of each algorithm's LightningModule against a plain PyTorch loop with the same
 networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL.
 
-    python benchmarks/policy_throughput.py [--steps 500] [--algos td3bc cql diffql]
+    python benchmarks/policy_throughput.py [--steps 500] [--algos td3bc cql diffql] [--device cuda]
 """
 
 from __future__ import annotations
@@ -26,46 +26,59 @@ def data(n=100_000, obs_dim=11, act_dim=3) -> Transitions:
                        torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g), torch.zeros(n))
 
 
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 class Timer(L.Callback):
+    def __init__(self, device: str):
+        self.device = device
+
     def on_train_batch_start(self, trainer, module, batch, idx):
         if idx == 10:  # skip warm-up
+            sync(self.device)
             self.t0, self.u0 = time.perf_counter(), module.updates
 
     def on_train_epoch_end(self, trainer, module):
+        sync(self.device)
         self.rate = (module.updates - self.u0) / (time.perf_counter() - self.t0)
 
 
-def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1) -> float:
+def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1, device: str = "cpu") -> float:
     torch.manual_seed(0)
     m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, eval_every=10**9, eval_episodes=0,
                     updates_per_step=updates_per_step)
     m.on_train_epoch_end = lambda: None  # no evaluation in a throughput test
     m.attach_data(d)
-    timer = Timer()
-    L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    timer = Timer(device)
+    L.Trainer(max_epochs=1, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, logger=False,
+              enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=[timer]).fit(m)
     return timer.rate
 
 
-def plain_rate(algo: str, steps: int, d: Transitions) -> float:
+def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> float:
     """The same update written as a plain loop (TD3+BC fully by hand; CQL and Diffusion-QL reuse the module's
     loss functions, which are plain torch)."""
     torch.manual_seed(0)
-    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps)
+    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps).to(device)
     opts = m.configure_optimizers()
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device).manual_seed(0)
+    d = Transitions(*(t.to(device) for t in d))
     d = d._replace(obs=(d.obs - m.obs_mean) / m.obs_std, next_obs=(d.next_obs - m.obs_mean) / m.obs_std)
     t0 = None
     for i in range(steps):
         if i == 10:
+            sync(device)
             t0 = time.perf_counter()
-        idx = torch.randint(len(d.obs), (256,), generator=g)
+        idx = torch.randint(len(d.obs), (256,), generator=g, device=device)
         b = Transitions(*(t[idx] for t in d))
         if algo == "td3bc":
             actor_opt, critic_opt = opts
             obs, nxt = b.obs, b.next_obs  # normalised once above
             with torch.no_grad():
-                noise = (torch.randn(b.act.shape, generator=g) * 0.2).clamp(-0.5, 0.5)
+                noise = (torch.randn(b.act.shape, generator=g, device=device) * 0.2).clamp(-0.5, 0.5)
                 na = (m.actor_target(nxt) + noise).clamp(-1, 1)
                 target = b.rew + 0.99 * (1 - b.done) * torch.min(*m.critic_target(nxt, na))
             q1, q2 = m.critic(obs, b.act)
@@ -107,6 +120,7 @@ def plain_rate(algo: str, steps: int, d: Transitions) -> float:
             torch.nn.utils.clip_grad_norm_(m.actor.parameters(), 1.0)
             actor_opt.step()
             polyak(m.critic_target, m.critic, 0.005)
+    sync(device)
     return (steps - 10) / (time.perf_counter() - t0)
 
 
@@ -117,16 +131,18 @@ def main():
     p.add_argument("--repeats", type=int, default=5, help="alternating rounds (this machine's timings vary ±10%% "
                    "from round to round): the median of the per-round ratios is reported")
     p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
+    p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
     args = p.parse_args()
     d = data()
     print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}, "
+          f"device {args.device}, "
           f"{args.updates_per_step} updates per Lightning step")
     print(f"{'algo':8} {'lightning upd/s':>16} {'plain upd/s':>12} {'median ratio':>13} {'min':>5} {'max':>5}")
     for algo in args.algos:
         plain, light = [], []
         for _ in range(args.repeats):
-            plain.append(plain_rate(algo, args.steps, copy.deepcopy(d)))
-            light.append(lightning_rate(algo, args.steps, d, args.updates_per_step))
+            plain.append(plain_rate(algo, args.steps, copy.deepcopy(d), args.device))
+            light.append(lightning_rate(algo, args.steps, d, args.updates_per_step, args.device))
         ratios = sorted(x / y for x, y in zip(light, plain, strict=True))
         print(f"{algo:8} {statistics.median(light):16.1f} {statistics.median(plain):12.1f} "
               f"{statistics.median(ratios):13.2f} {ratios[0]:5.2f} {ratios[-1]:5.2f}")

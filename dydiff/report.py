@@ -1,12 +1,14 @@
 """Tables of finished policy runs, as in the paper: normalized score (mean of the last 5 evaluations) mean ± std
 over seeds per dataset × algorithm × data source, and the IQM with a stratified-bootstrap 95% interval
-(Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset)."""
+(Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset). Figures: the ablation
+curves (Fig. 3) from DyDiff runs that differ in one setting, and, where the runs' folders hold them, the
+stage-1 rollout error (Fig. 4) and the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,72 @@ def iqm_table(runs: list[dict], by: str = "environment", reps: int = 2000, seed:
     return out
 
 
+ABLATIONS = {"M": ("synth", "iterations"), "L": ("synth", "horizon"), "eta": ("synth", "keep"),
+             "alpha": ("real_ratio",), "filter": ("synth", "filter")}  # Fig. 3's settings, and DyDiff-H vs -S
+
+
+def setting(run: dict, path: tuple):
+    for k in path:
+        run = run.get(k) if isinstance(run, dict) else None
+    return run
+
+
+def ablation_curves(runs: list[dict]) -> dict:
+    """{(dataset, algo): {setting: [(value, mean, std, seeds), ...]}} over the DyDiff runs. A setting gets a
+    curve where its runs differ in it; each curve holds the other settings at their most common values (the
+    defaults of a one-at-a-time sweep). Std over seeds, ddof 0."""
+    groups = defaultdict(list)
+    for r in runs:
+        if setting(r, ("synth", "name")) == "dydiff":
+            groups[(r["dataset"], r["algo"])].append(r)
+    out = {}
+    for key, group in sorted(groups.items()):
+        values = {n: [setting(r, p) for r in group] for n, p in ABLATIONS.items()}
+        mode = {n: Counter(map(str, v)).most_common(1)[0][0] for n, v in values.items()}
+        curves = {}
+        for name, vs in values.items():
+            if len(set(map(str, vs))) < 2:
+                continue
+            by = defaultdict(list)
+            for i, (r, v) in enumerate(zip(group, vs, strict=True)):
+                if all(str(values[o][i]) == mode[o] for o in ABLATIONS if o != name):
+                    by[v].append(float(r["last5_score_mean"]))
+            curves[name] = [(v, float(np.mean(x)), float(np.std(x)), len(x))
+                            for v, x in sorted(by.items(), key=lambda kv: (str(type(kv[0])), kv[0]))]
+        if curves:
+            out[key] = curves
+    return out
+
+
+def write_figures(runs: list[dict], out: Path) -> dict:
+    """Fig. 3 per (dataset, algorithm) with ablations; Fig. 4 from each dataset's stage-1 rollout_error.json;
+    Figs. 7/9 from each run folder's refinement_error.json. Returns {figure: source}."""
+    from dydiff import figures
+
+    made = {}
+    for (d, a), curves in ablation_curves(runs).items():
+        f = figures.save(figures.ablation(curves, f"{d} · {a} + DyDiff: ablations (mean ± std over seeds)"),
+                         out / f"ablation_{d}_{a}.png")
+        made[f.name] = {k: [list(p) for p in v] for k, v in curves.items()}
+    seen = set()
+    for r in runs:
+        run_dir = Path(r["path"]).parent
+        for src in (run_dir.parents[2] / "pretrain" / "rollout_error.json", run_dir / "refinement_error.json"):
+            if src in seen or not src.exists():
+                continue
+            seen.add(src)
+            rep = json.loads(src.read_text())
+            if src.name == "rollout_error.json":
+                f = figures.save(figures.rollout_error(rep, f"{r['dataset']}: rollout error (stage 1)"),
+                                 out / f"rollout_error_{r['dataset']}.png")
+            else:
+                tag = "_".join(run_dir.parts[-2:])
+                f = figures.save(figures.refinement_error(rep, f"{r['dataset']} {tag}: total MSE over refinement"),
+                                 out / f"refinement_error_{r['dataset']}_{tag}.png")
+            made[f.name] = str(src)
+    return made
+
+
 def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,5 +199,6 @@ def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dic
                       [[r["group"], r["algo"], r["column"], f"{r['iqm']:.1f}",
                         f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]", str(r["runs"])] for r in rows_iqm])
         (out / f"iqm_by_{by}.md").write_text(md)
+    result["figures"] = write_figures(runs, out)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     return result

@@ -1,8 +1,10 @@
-"""Analyses of finished runs.
+"""Analyses of stage-1 models against the real simulator (figures as PNG beside the JSON).
 
-    python stages/analyze.py rollout_error                       # held-out dataset actions (default)
+    python stages/analyze.py rollout_error                       # Fig. 4, held-out dataset actions (default)
     python stages/analyze.py rollout_error compare='{mlp: checkpoints/x/pretrain/denoiser/last.ckpt}'
     python stages/analyze.py rollout_error policy=checkpoints/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt
+    python stages/analyze.py iterations policy=checkpoints/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt
+                                                                 # Fig. 7 (+ Fig. 9 in mazes), M = 0..5
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dydiff.data.sources import load_dataset
-from dydiff.diagnostics import run_rollout_error
+from dydiff.diagnostics import run_refinement_error, run_rollout_error
 from dydiff.pretrain import dataset_key
+
+MODES = ("rollout_error", "iterations")
 
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
-    if c["mode"] != "rollout_error":
-        raise ValueError(f"unknown analysis {c['mode']!r}; available: rollout_error")
+    if c["mode"] not in MODES:
+        raise ValueError(f"unknown analysis {c['mode']!r}; available: {', '.join(MODES)}")
+    if c["mode"] == "iterations" and not c["policy"]:
+        raise ValueError("analyze.py iterations needs policy=<a stage-2 checkpoint, e.g. "
+                         "checkpoints/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt>")
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     pretrain = Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
     policy = None
@@ -30,6 +37,9 @@ def run(cfg: DictConfig) -> dict:
 
         module = load_policy(c["policy"])
         policy = lambda obs: module.act(obs, deterministic=True)  # noqa: E731
+    if c["mode"] == "iterations":
+        return run_refinement_error(pretrain, ds, policy, c["out"] or Path(c["policy"]).parent, c["iterations"],
+                                    c["windows"], c["seed"], c["blend"])
     return run_rollout_error(pretrain, ds, c["windows"], c["seed"], c["log_dir"], policy, c["compare"])
 
 

@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     print(ds.describe())
-    out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain"
+    out = Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
     held = holdout_episodes(ds, c["seed"], **c["holdout"])
     norm = fit_window_normalizer(ds, c["normalizer"])
     write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]})

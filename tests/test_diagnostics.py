@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from dydiff.diagnostics import errors, heldout_windows, rollout_error, simulate
+from dydiff.diagnostics import errors, heldout_windows, refinement_error, rollout_error, simulate
 
 
 class Replay:
@@ -12,7 +13,7 @@ class Replay:
     def __init__(self, ds):
         self.ds = ds
 
-    def sample(self, s0, actions, generator=None):
+    def sample(self, s0, actions, generator=None, chunk=None):
         states, _ = simulate(self.ds, s0.numpy(), actions.numpy())
         return torch.as_tensor(states)
 
@@ -20,8 +21,10 @@ class Replay:
 class Drift:
     """A 'dynamics ensemble' with a constant bias of 0.01 per step in x: error t·0.01 in x after t steps."""
 
-    def step(self, s, a, generator=None):
-        raise NotImplementedError
+    def step(self, s, a, generator=None, deterministic=True):  # one true step, then the bias
+        nxt = torch.as_tensor(simulate(self.ds, s.numpy(), a[:, None].numpy())[0][:, 1])
+        nxt[:, 0] += 0.01
+        return nxt
 
     def rollout(self, s0, actions, generator=None):
         states = torch.as_tensor(simulate(self.ds, s0.numpy(), actions.numpy())[0])
@@ -64,3 +67,24 @@ def test_errors_units():
     out = errors(pred, true, np.array([1.0, 2.0]))
     assert out["e"] == [2.0] * 3 and out["E"] == [2.0, 4.0, 6.0]
     assert out["e_norm"] == [1.25] * 3
+
+
+@pytest.mark.parametrize("blend", [1.0, 0.5])
+def test_refinement_error_shrinks_by_the_blend_each_iteration(umaze_ds, blend):
+    """A constant policy keeps the actions, so the real trajectory is the same at every iteration; the 'DM'
+    replays the simulator exactly, so iteration m's error is (1 − blend)^m times the ensemble's, and the total
+    MSE (1 − blend)^(2m) times."""
+    pre = Pre(umaze_ds, np.arange(umaze_ds.num_episodes).tolist())
+    const = lambda obs: torch.tensor([[0.3, -0.2]]).repeat(len(obs), 1)  # noqa: E731
+    rep = refinement_error(pre, umaze_ds, const, iterations=3, windows=10, seed=0, blend=blend)
+    mse = [r["total_mse"] for r in rep["iterations"]]
+    assert [r["iteration"] for r in rep["iterations"]] == [0, 1, 2, 3] and mse[0] > 1e-4
+    for m in (1, 2, 3):
+        assert mse[m] == pytest.approx(mse[0] * (1 - blend) ** (2 * m), rel=1e-3, abs=1e-9)
+    norm = [r["total_mse_norm"] for r in rep["iterations"]]
+    np.testing.assert_allclose(norm, np.array(mse) / 4.0, rtol=1e-4)  # the normaliser's scale is 2
+    assert all(r["true_legal"] == 10 for r in rep["iterations"])  # the real ball never enters a wall
+    maze = umaze_ds.task.grid
+    assert [r["legal"] for r in rep["iterations"]] == [int(maze.legal(np.array(xy)[:, 1:]).sum())
+                                                       for xy in rep["xy"]]
+    assert np.array(rep["xy"]).shape == (4, 10, 13, 2)

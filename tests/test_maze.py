@@ -118,3 +118,19 @@ def test_set_state_locomotion_from_observation_and_from_qpos():
         np.testing.assert_allclose(task.step_state(replay, a), nxt, atol=1e-5)
     env.close()
     replay.close()
+
+
+def test_legal_trajectory_counter_on_hand_made_paths():
+    """U-maze: free cells (1,1)-(1,3), (2,3), (3,1)-(3,3); (2,1) and (2,2) are the inner wall."""
+    m = Maze(LAYOUTS["umaze"])
+    xy = lambda cells: np.array([m.cell_to_xy(c) for c in cells])  # noqa: E731
+    around = xy([(1, 1), (1, 2), (1, 3), (2, 3), (3, 3), (3, 2), (3, 1)])  # the legal way round
+    through = xy([(1, 1), (2, 1), (3, 1), (3, 2), (3, 3), (3, 3), (3, 3)])  # cuts through the wall at (2, 1)
+    off_grid = around.copy()
+    off_grid[3] = [3.0, 0.0]  # x = 3 is outside the 5-wide grid (x in [-2.5, 2.5])
+    grazing = around.copy()
+    grazing[2] = m.cell_to_xy((1, 3)) + [0.49, 0.0]  # inside its free cell, 0.01 from the outer wall
+    paths = np.stack([around, through, off_grid, grazing])
+    assert m.legal(paths).tolist() == [True, False, False, True]
+    assert int(m.legal(paths).sum()) == 2
+    assert m.legal(np.stack([paths, paths])).shape == (2, 4)  # leading batch dimensions

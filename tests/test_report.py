@@ -88,3 +88,42 @@ def test_report_stage(run_dir, tmp_path_factory, capsys):
     assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "iqm_by_environment.md", "iqm_by_type.md",
                                                "report.json"}
+
+
+def test_ablation_curves_hold_the_other_settings_at_their_defaults(tmp_path):
+    """A one-at-a-time sweep around M = 2, L = 100, η = 0.8, α = 0.6, softmax (2 seeds each): each curve takes
+    only the runs at the other settings' defaults, so the default point is the same two runs in every curve."""
+    from dydiff.report import ablation_curves
+
+    default = {"iterations": 2, "horizon": 100, "keep": 0.8, "filter": "softmax"}
+    variants = [({"iterations": m}, None) for m in (0, 1, 3, 5)] + [({"horizon": h}, None) for h in (50, 200)]
+    variants += [({"keep": 0.4}, None), ({}, 0.2), ({"filter": "hardmax"}, None), ({}, None)]
+    i = 0
+    for change, alpha in variants:
+        for seed in (0, 1):
+            synth = {"name": "dydiff", **default, **change}
+            score = 10 * synth["iterations"] + synth["horizon"] / 10 + 100 * synth["keep"] + seed * 4 + \
+                (alpha or 0.6) * 10 + (synth["filter"] == "hardmax") * 7
+            f = tmp_path / f"r{i}" / "summary.json"
+            f.parent.mkdir()
+            f.write_text(json.dumps({"dataset": "builtin-hopper-medium-replay", "algo": "td3bc", "synth": synth,
+                                     "real_ratio": alpha or 0.6, "tag": f"v{i // 2}", "seed": seed,
+                                     "last5_score_mean": score, "evaluations": []}))
+            i += 1
+    none = tmp_path / "base" / "summary.json"  # a Base run is not part of any curve
+    none.parent.mkdir()
+    none.write_text(json.dumps({"dataset": "builtin-hopper-medium-replay", "algo": "td3bc", "synth": {"name": "none"},
+                                "real_ratio": 1.0, "tag": None, "seed": 0, "last5_score_mean": -1.0}))
+    runs = load_runs([tmp_path])
+    curves = ablation_curves(runs)[("builtin-hopper-medium-replay", "td3bc")]
+    base = 20 + 10 + 80 + 6  # M = 2, L = 100, η = 0.8, α = 0.6; seeds add 0 and 4: mean +2, std 2
+    assert curves["M"] == [(0, base - 20 + 2, 2.0, 2), (1, base - 10 + 2, 2.0, 2), (2, base + 2, 2.0, 2),
+                           (3, base + 10 + 2, 2.0, 2), (5, base + 30 + 2, 2.0, 2)]
+    assert curves["L"] == [(50, base - 5 + 2, 2.0, 2), (100, base + 2, 2.0, 2), (200, base + 10 + 2, 2.0, 2)]
+    assert [(v, round(m, 6)) for v, m, _, _ in curves["eta"]] == [(0.4, base - 40 + 2), (0.8, base + 2)]
+    assert [(v, round(m, 6)) for v, m, _, _ in curves["alpha"]] == [(0.2, base - 4 + 2), (0.6, base + 2)]
+    assert [(v, m) for v, m, _, _ in curves["filter"]] == [("hardmax", base + 7 + 2), ("softmax", base + 2)]
+    result = write_report(runs, tmp_path / "rep", reps=10)
+    png = tmp_path / "rep" / "ablation_builtin-hopper-medium-replay_td3bc.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["figures"][png.name]["M"][0] == [0, base - 18, 2.0, 2]

@@ -110,3 +110,41 @@ def test_ddp_ranks_synthesise_their_share_into_their_own_buffers(tmp_path, pretr
     assert len(rank0) == sum(e.value for e in tb.Scalars("synth/transitions"))
     assert 0 < len(rank1) and not torch.equal(rank0[: min(len(rank0), len(rank1))], rank1[: min(len(rank0),
                                                                                                  len(rank1))])
+
+
+def test_maze_images_and_legal_shares_in_tensorboard(tmp_path, pretrained):
+    """figure_every=2 with rounds at epochs 0, 1, 2: images at rounds 0 and 2 only; legal shares every round,
+    one per iteration (M = 1 for mazes: the ensemble's and the refined)."""
+    policy(tmp_path, pretrained, "synth=dydiff", "synth.figure_every=2", "epochs=3")
+    tb = EventAccumulator(str(tmp_path / "runs/maze2d-umaze/policy/td3bc-dydiff/seed0"), size_guidance={"images": 0})
+    tb.Reload()
+    images = tb.Images("synth/maze_trajectories")
+    assert [e.step for e in images] == [0, 10] and images[0].width > images[0].height > 100
+    for m in (0, 1):
+        shares = [e.value for e in tb.Scalars(f"synth/legal_share_iter{m}")]
+        assert len(shares) == 3 and all(0 <= x <= 1 and round(x * 32) == x * 32 for x in shares)  # k of B_r = 32
+    assert "synth/legal_share_iter2" not in tb.Tags()["scalars"]
+
+
+def test_iterations_analysis_against_the_simulator(tmp_path, pretrained):
+    """analyze.py iterations on a smoke policy: blend = 0 keeps the states, so the relabelled actions equal the
+    ensemble rollout's and every iteration's total MSE is exactly iteration 0's; blend = 1 changes them."""
+    from stages.analyze import run
+
+    policy(tmp_path, pretrained, "synth=dydiff", "epochs=1")
+    ckpt = tmp_path / "ck/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt"
+    reports = {}
+    for blend in (0.0, 1.0):
+        out = tmp_path / f"an{blend}"
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("analyze", overrides=["preset=smoke", f"data_dir={tmp_path.parent}/data", "mode=iterations",
+                                                f"policy={ckpt}", "iterations=2", "windows=6", f"blend={blend}",
+                                                f"pretrain_dir={pretrained}", f"out={out}"])
+        reports[blend] = run(cfg)
+        assert {p.name for p in out.iterdir()} == {"refinement_error.json", "refinement_error.png",
+                                                   "refinement_trajectories.png"}
+    kept = [r["total_mse"] for r in reports[0.0]["iterations"]]
+    assert len(kept) == 3 and kept[0] > 0 and kept[0] == kept[1] == kept[2]
+    moved = [r["total_mse"] for r in reports[1.0]["iterations"]]
+    assert moved[0] == kept[0] and moved[1] != moved[0]
+    assert all(0 <= r["legal"] <= 6 and r["true_legal"] == 6 for r in reports[1.0]["iterations"])

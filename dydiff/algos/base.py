@@ -120,10 +120,29 @@ class PolicyModule(L.LightningModule):
         g = torch.Generator(device=self.device).manual_seed(
             (self.cfg.seed * 1_000_003 + self.global_rank * 7919 + self.current_epoch) ^ 0x5EED)
         n = -(-self.synth_trajectories // self.trainer.world_size)  # this rank's share of B_r
+        every = getattr(s, "figure_every", 0)
+        picture = bool(every) and self.global_rank == 0 and get_task(self.cfg.task).is_maze and \
+            ((self.current_epoch - s.start_epoch) // s.every) % every == 0
+        s.record_xy = 32 if picture else 0
         new, metrics = s.generate(lambda obs: self.act(obs, s.deterministic, g), n, g)
         self.synthetic.push(new)
         metrics.update(seconds=time.perf_counter() - t0, buffer_size=len(self.synthetic))
         self.scalars({f"synth/{k}": v for k, v in metrics.items()})
+        if picture and s.history and isinstance(self.logger, TensorBoardLogger):
+            self.log_maze_image(s.history, metrics)
+
+    def log_maze_image(self, history: list, metrics: dict) -> None:
+        """Figs. 8-9 in TensorBoard: this round's first trajectories over the walls, before and after each
+        refinement iteration, titled with the legal count over all of the round's trajectories."""
+        from dydiff import figures
+
+        n = self.synth_trajectories // self.trainer.world_size
+        legal = [round(metrics[f"legal_share_iter{m}"] * n) for m in range(len(history))]
+        fig = figures.maze_trajectories(get_task(self.cfg.task).grid, history, legal,
+                                        title=f"epoch {self.current_epoch}: {len(history[0])} trajectories "
+                                              f"(legal counts of {n})")
+        self.logger.experiment.add_image("synth/maze_trajectories", figures.to_image(fig), self.updates,
+                                         dataformats="HWC")
 
     def sample_batch(self, g: torch.Generator) -> Transitions:
         """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real.

@@ -55,6 +55,11 @@ class Maze:
                 hit |= outside | self.grid[r.clip(0, self.rows - 1), c.clip(0, self.cols - 1)]
         return hit
 
+    def legal(self, xy: np.ndarray) -> np.ndarray:
+        """Per trajectory (…, T, 2): True when none of its states lies inside a wall or off the grid (the
+        paper's 'legal trajectory', Fig. 9)."""
+        return ~self.in_wall(xy).any(-1)
+
     def gym_map(self, goal_cell: tuple[int, int] | None = None) -> list[list]:
         """The layout as a Gymnasium-Robotics ``maze_map`` (1 wall, 0 free, 'g' goal)."""
         m = [[int(w) for w in row] for row in self.grid]

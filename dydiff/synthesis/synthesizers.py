@@ -40,7 +40,8 @@ class DyDiff(Synthesizer):
 
     def __init__(self, pretrained, ds: OfflineDataset, horizon: int | None = None, iterations: int = 1,
                  blend: float = 0.5, filter: str = "softmax", keep: float = 0.6, temperature: float = 0.05,
-                 deterministic: bool = True, ensemble_sample: bool = False, chunk: int = 4096, **schedule):
+                 deterministic: bool = True, ensemble_sample: bool = False, chunk: int = 4096, figure_every: int = 0,
+                 **schedule):
         super().__init__(**schedule)
         if pretrained.dynamics is None or pretrained.reward is None:
             raise FileNotFoundError("DyDiff needs the stage-1 dynamics ensemble and reward model: run "
@@ -56,6 +57,9 @@ class DyDiff(Synthesizer):
         self.iterations, self.blend, self.filter, self.keep = iterations, blend, filter, keep
         self.temperature, self.deterministic, self.ensemble_sample, self.chunk = (temperature, deterministic,
                                                                                   ensemble_sample, chunk)
+        self.figure_every = figure_every  # rounds between maze-trajectory images (read by the policy module)
+        self.record_xy = 0  # > 0: keep the (x, y) of that many trajectories per iteration in self.history
+        self.history: list[np.ndarray] = []
 
     def to(self, device) -> DyDiff:
         for m in (self.dynamics, self.reward, self.denoiser):
@@ -69,8 +73,18 @@ class DyDiff(Synthesizer):
         s0 = self.starts[torch.randint(len(self.starts), (n,), generator=generator, device=self.starts.device)]
         states, actions = R.ensemble_rollout(self.dynamics, act, s0, self.horizon, generator,
                                              not self.ensemble_sample)
-        states, actions, changes = R.refine(self.denoiser, act, states, actions, self.iterations, self.blend,
-                                            generator, self.chunk)
+        maze = self.task.grid if self.task.is_maze else None
+        legal, changes, self.history = [], [], []
+        for m in range(self.iterations + 1):  # one iteration at a time: the same numbers as R.refine(M)
+            if m:
+                states, actions, change = R.refine(self.denoiser, act, states, actions, 1, self.blend, generator,
+                                                   self.chunk)
+                changes += change
+            if maze is not None:  # Fig. 9's count, every round: trajectories with no state inside a wall
+                xy = states[..., :2].float().cpu().numpy()
+                legal.append(float(maze.legal(xy[:, 1:]).mean()))
+                if self.record_xy:
+                    self.history.append(xy[: self.record_xy])
         ok = ~R.padded_steps(self.denoiser, states) if self.iterations else torch.ones_like(states[..., 0], dtype=bool)
         valid, done = ok[:, :-1] & ok[:, 1:], self.task.terminal(states[:, 1:])
         keep = R.keep_mask(valid, done)
@@ -83,6 +97,7 @@ class DyDiff(Synthesizer):
                    "cut_by_termination": float((done & keep).any(1).float().mean()),
                    "cut_by_padding": float((~valid).any(1).float().mean())}
         metrics.update({f"state_change_iter{m + 1}": c for m, c in enumerate(changes)})
+        metrics.update({f"legal_share_iter{m}": x for m, x in enumerate(legal)})
         return out, metrics
 
 
