@@ -7,6 +7,7 @@ stage-1 rollout error (Fig. 4) and the refinement analysis (Figs. 7, 9) of ``sta
 from __future__ import annotations
 
 import csv
+import glob
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -18,9 +19,9 @@ COLUMNS = {"none": "Base", "synther": "SynthER", "synther_filtered": "SynthER-f"
 
 
 def load_runs(paths) -> list[dict]:
-    """Every ``summary.json`` under the given files or directories that has a score."""
+    """Every ``summary.json`` under the given files, directories or glob patterns that has a score."""
     runs = []
-    for p in map(Path, paths):
+    for p in [Path(m) for pattern in map(str, paths) for m in sorted(glob.glob(pattern)) or [pattern]]:
         for f in [p] if p.is_file() else sorted(p.rglob("summary.json")):
             s = json.loads(f.read_text())
             if s.get("last5_score_mean") is not None:

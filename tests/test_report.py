@@ -32,6 +32,8 @@ def run_dir(tmp_path):
 def test_table_cells_best_marks_and_average(run_dir, tmp_path_factory):
     runs = load_runs([run_dir])
     assert len(runs) == 15
+    assert {r["dataset"] for r in load_runs([f"{run_dir}/maze2d-*/policy"])} == {"maze2d-umaze"}  # a glob
+    assert len(load_runs([f"{run_dir}/*/policy/td3bc-*"])) == 12
     out = tmp_path_factory.mktemp("rep")
     result = write_report(runs, out, reps=200)
     header, rows = result["table"]["header"], result["table"]["rows"]
