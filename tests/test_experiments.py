@@ -81,3 +81,12 @@ def test_first_job_of_each_experiment_runs_a_smoke_epoch(tmp, name, folder, sett
         assert saved["real_ratio"] == 0.2
     ckpt = torch.load(tmp / "ck" / folder / "seed0" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0
+
+
+def test_ablations_take_synth_keys_on_the_command_line():
+    """The ablations choose synth=dydiff in their defaults, so `synth.<key>=…` is valid on the command line
+    (with synth only a sweep value, composing would fail on synth=none's missing key)."""
+    for name in ("ablation_iterations", "ablation_keep", "ablation_filter", "ablation_real_ratio", "ablation_horizon"):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("policy", overrides=[f"+experiment={name}", "synth.iterations=0", "synth.blend=1.0"])
+        assert (cfg.synth.name, cfg.synth.iterations, cfg.synth.blend) == ("dydiff", 0, 1.0)
