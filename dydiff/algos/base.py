@@ -7,7 +7,6 @@ place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from dydiff.data.dataset import Transitions
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import get_task
-from dydiff.lightning.trainer import Steps
+from dydiff.lightning.trainer import Steps, save_atomic
 from dydiff.synthesis import Synthesizer, SyntheticBuffer
 
 
@@ -244,10 +243,7 @@ class PolicyModule(L.LightningModule):
             if self.global_rank == 0:
                 checkpoint["synthetic"] = self.synthetic.state_dict()
             elif self.run_dir is not None:  # DDP: every rank keeps its own share, beside the checkpoint
-                path = self.run_dir / f"synthetic-rank{self.global_rank}.pt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(self.synthetic.state_dict(), path.with_name(path.name + ".tmp"))
-                os.replace(path.with_name(path.name + ".tmp"), path)
+                save_atomic(self.synthetic.state_dict(), self.run_dir / f"synthetic-rank{self.global_rank}.pt")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.updates = checkpoint["updates"]

@@ -11,7 +11,6 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from dydiff.algos.networks import TanhGaussianActor, TwinQ
 from dydiff.data.dataset import Transitions
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import Task
+from dydiff.lightning.trainer import save_atomic
 
 BUFFER_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "qpos", "qvel")
 
@@ -113,12 +113,6 @@ def sim_state(u) -> np.ndarray:
 
 def tensors(buf: dict, n: int) -> dict:
     return {k: torch.from_numpy(np.ascontiguousarray(v[:n])) for k, v in buf.items()}
-
-
-def save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(obj, path.with_name(path.name + ".tmp"))
-    os.replace(path.with_name(path.name + ".tmp"), path)
 
 
 def load_actor(path: str | Path, task: Task, hidden: int = 256) -> SAC:

@@ -39,15 +39,20 @@ class NamedProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description(f"{self.name} epoch {trainer.current_epoch}")
 
 
+def save_atomic(obj, path: str | Path) -> None:
+    """``torch.save`` to ``<path>.tmp`` then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to ``<path>.tmp`` then rename: a crash never leaves a half-written checkpoint."""
+    """Lightning's checkpoints through ``save_atomic``."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        save_atomic(checkpoint, path)
 
 
 def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: str | None = "val/loss",

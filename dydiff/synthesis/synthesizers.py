@@ -11,13 +11,13 @@ the learning policy. The policy module calls it at the start of every ``every``-
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dydiff.data.dataset import OfflineDataset, Transitions
+from dydiff.lightning.trainer import save_atomic
 from dydiff.synthesis import refine as R
 
 
@@ -186,10 +186,7 @@ class SynthER(Synthesizer):
             return Transitions(*torch.load(path, map_location=device, weights_only=True))
         g = torch.Generator(device=device).manual_seed(self.seed * 1000 + self.rank)
         t = self.model.sample(n, g, self.chunk)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(tuple(x.cpu() for x in t), tmp)
-        os.replace(tmp, path)
+        save_atomic(tuple(x.cpu() for x in t), path)
         return t
 
     @torch.no_grad()
