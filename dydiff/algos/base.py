@@ -128,14 +128,13 @@ class PolicyModule(L.LightningModule):
         metrics.update(seconds=time.perf_counter() - t0, buffer_size=len(self.synthetic))
         self.scalars({f"synth/{k}": v for k, v in metrics.items()})
         if picture and s.history and isinstance(self.logger, TensorBoardLogger):
-            self.log_maze_image(s.history, metrics)
+            self.log_maze_image(s.history, metrics, n)
 
-    def log_maze_image(self, history: list, metrics: dict) -> None:
+    def log_maze_image(self, history: list, metrics: dict, n: int) -> None:
         """Figs. 8-9 in TensorBoard: this round's first trajectories over the walls, before and after each
-        refinement iteration, titled with the legal count over all of the round's trajectories."""
+        refinement iteration, titled with the legal count over all ``n`` of the round's trajectories."""
         from dydiff import figures
 
-        n = self.synth_trajectories // self.trainer.world_size
         legal = [round(metrics[f"legal_share_iter{m}"] * n) for m in range(len(history))]
         fig = figures.maze_trajectories(get_task(self.cfg.task).grid, history, legal,
                                         title=f"epoch {self.current_epoch}: {len(history[0])} trajectories "
