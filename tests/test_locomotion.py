@@ -48,6 +48,40 @@ def test_sac_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, mon
     assert a["evaluations"] == b["evaluations"] and not (tmp_path / "b" / "checkpoint.pt").exists()
 
 
+def test_a_run_that_never_reached_medium_is_continued_to_max_steps_as_if_uninterrupted(tmp_path):
+    """max_steps continues a finished run whose evaluations never reached medium_return: continuing the cached
+    1500-step run gives the 3000-step run bit for bit (agent, buffer, evaluations), and the medium snapshot is
+    taken in the extension once an evaluation reaches the threshold."""
+    kw = dict(TINY, progress=False)
+    a = train_sac(HOPPER, tmp_path / "a", medium_return=1e9, max_steps=3000, **kw)
+    first = train_sac(HOPPER, tmp_path / "b", medium_return=1e9, **kw)  # the shorter run, finished and cached
+    assert first["dir"] == tmp_path / "b" and len(first["evaluations"]) == 3
+    b = train_sac(HOPPER, tmp_path / "b", medium_return=1e9, max_steps=3000, **kw)
+    assert a["dir"] == tmp_path / "a" / "extended-3000" and b["dir"] == tmp_path / "b" / "extended-3000"
+    assert [e[0] for e in b["evaluations"]] == [500, 1000, 1500, 2000, 2500, 3000]
+    assert a["evaluations"] == b["evaluations"] and a["medium_step"] is None
+    for k, v in a["agent"]["model"].items():
+        assert torch.equal(v, b["agent"]["model"][k]), k
+    for k, v in a["buffer"].items():
+        assert len(v) == 3000
+        np.testing.assert_array_equal(v, b["buffer"][k])
+        np.testing.assert_array_equal(v[:1500], first["buffer"][k])  # the first run's transitions are kept
+    # the extension changed the policy, and its final snapshot is the expert
+    assert not torch.equal(first["agent"]["model"]["actor.net.0.weight"], a["agent"]["model"]["actor.net.0.weight"])
+    torch.testing.assert_close(torch.load(a["dir"] / "expert.pt", weights_only=True)["actor"]["net.0.weight"],
+                               a["agent"]["model"]["actor.net.0.weight"], rtol=0, atol=0)
+    # a threshold first reached after `steps` puts the medium snapshot in the extension
+    threshold = max(r for _, r in first["evaluations"]) + 1e-3
+    later = [(s, r) for s, r in a["evaluations"][3:] if r >= threshold]
+    assert later, a["evaluations"]  # with this seed the policy improves past its first 1500 steps
+    c = train_sac(HOPPER, tmp_path / "c", medium_return=threshold, max_steps=3000, **kw)
+    assert c["medium_step"] == later[0][0] and (c["dir"] / "medium.pt").exists()
+    assert not (tmp_path / "c" / "medium.pt").exists()
+    # a run that reached medium within `steps` is not extended
+    d = train_sac(HOPPER, tmp_path / "d", medium_return=-1e9, max_steps=3000, **kw)
+    assert d["medium_step"] == 500 and d["dir"] == tmp_path / "d" and not (tmp_path / "d" / "extended-3000").exists()
+
+
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
     """The smoke-sized hopper family (the medium snapshot is the first evaluation: medium_return is low)."""

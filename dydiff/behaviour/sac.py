@@ -123,25 +123,48 @@ def load_actor(path: str | Path, task: Task, hidden: int = 256) -> SAC:
 
 
 def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium_return: float | None = None,
-              start_steps: int = 10_000, batch_size: int = 256, hidden: int = 256, lr: float = 3e-4,
-              eval_every: int = 5000, eval_episodes: int = 5, checkpoint_every: int = 10_000, resume: bool = True,
-              progress: bool = True, log_dir: str | Path | None = None) -> dict:
-    """Train (or resume, or just load when finished) SAC in ``out_dir``: checkpoint.pt (everything, while
-    training), medium.pt / expert.pt (actor snapshots), buffer.pt (the replay buffer at the end) and
-    result.json. Returns {buffer arrays, medium_step, evaluations}."""
-    out = Path(out_dir)
+              max_steps: int | None = None, **kw) -> dict:
+    """Train (or resume, or just load when finished) SAC for ``steps`` steps in ``out_dir``: checkpoint.pt
+    (everything, while training), medium.pt / expert.pt (actor snapshots), buffer.pt (the replay buffer and the
+    agent at the end). If no evaluation reached ``medium_return`` and ``max_steps`` > ``steps``, training goes
+    on to ``max_steps`` in ``out_dir/extended-<max_steps>/`` (same files), from the finished run's agent and
+    buffer with a fresh episode and generators seeded by (seed, steps): so a finished shorter run is continued,
+    not repeated, and the result equals an uninterrupted one. Keyword arguments: see ``_train``.
+    Returns {buffer arrays, agent, medium_step, evaluations, dir (where the snapshots are)}."""
+    res = _train(task, Path(out_dir), steps, seed, medium_return, None, **kw)
+    if res["medium_step"] is not None or medium_return is None or not max_steps or max_steps <= steps:
+        return res
+    return _train(task, Path(out_dir) / f"extended-{max_steps}", max_steps, seed, medium_return, res, **kw)
+
+
+def _train(task: Task, out: Path, steps: int, seed: int, medium_return: float | None, init: dict | None,
+           start_steps: int = 10_000, batch_size: int = 256, hidden: int = 256, lr: float = 3e-4,
+           eval_every: int = 5000, eval_episodes: int = 5, checkpoint_every: int = 10_000, resume: bool = True,
+           progress: bool = True, log_dir: str | Path | None = None) -> dict:
+    """One run up to ``steps``: from scratch (``init`` None) or continuing the finished run ``init``."""
     done_path = out / "buffer.pt"
     if done_path.exists():
         res = torch.load(done_path, weights_only=True)
-        return {**res, "buffer": {k: v.numpy() for k, v in res["buffer"].items()}}
+        return {**res, "buffer": {k: v.numpy() for k, v in res["buffer"].items()}, "dir": out}
     torch.manual_seed(seed)
     agent = SAC(task.obs_dim, task.act_dim, hidden, lr)
     env = task.make_env()
     u = env.unwrapped
-    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     buf = empty_buffer(task, steps, env)
-    obs, _ = env.reset(seed=seed)
-    t0, medium_step, evals, ep_ret, ep_rets = 0, None, [], 0.0, []
+    if init is None:
+        rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+        obs, _ = env.reset(seed=seed)
+        t0, medium_step, evals = 0, None, []
+    else:
+        t0 = len(init["buffer"]["rewards"])
+        s = int(np.random.SeedSequence([seed, t0]).generate_state(1)[0])
+        rng, g = np.random.default_rng(s), torch.Generator().manual_seed(s)
+        obs, _ = env.reset(seed=s)
+        agent.load_full_state(init["agent"])
+        for k in BUFFER_KEYS:
+            buf[k][:t0] = np.asarray(init["buffer"][k])
+        medium_step, evals = init["medium_step"], [list(e) for e in init["evaluations"]]
+    ep_ret, ep_rets = 0.0, []
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         st = torch.load(ckpt, weights_only=True)
@@ -206,4 +229,4 @@ def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium
     save_atomic(result, done_path)
     if ckpt.exists():
         ckpt.unlink()
-    return {**result, "buffer": buf}
+    return {**result, "buffer": buf, "dir": out}

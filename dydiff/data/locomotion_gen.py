@@ -56,14 +56,14 @@ def build_locomotion(task: Task, kind: str, size: int, behaviour_dir: str | Path
     behaviour_dir = Path(behaviour_dir)
     res = train_sac(task, behaviour_dir, seed=seed, medium_return=medium_return, progress=progress,
                     log_dir=behaviour_dir / "tb", **sac)
-    expert = load_actor(behaviour_dir / "expert.pt", task, sac.get("hidden", 256))
+    expert = load_actor(res["dir"] / "expert.pt", task, sac.get("hidden", 256))
     ref_random = evaluate(random_policy(task, seed), task, ref_episodes, seed=20_000).return_mean
     ref_expert = evaluate(lambda o: expert.act(o), task, ref_episodes, seed=20_000).return_mean
     source = f"builtin:{task.name}-{kind}"
     if kind != "random" and kind != "expert" and res["medium_step"] is None:
-        raise RuntimeError(f"SAC on {task.name} never reached the medium return {medium_return} in {sac['steps']} "
-                           f"steps (evaluations: {res['evaluations']}); train longer (sac.steps) or lower "
-                           f"medium_return")
+        raise RuntimeError(f"SAC on {task.name} never reached the medium return {medium_return} in "
+                           f"{max(sac['steps'], sac.get('max_steps') or 0)} steps (evaluations: {res['evaluations']}); "
+                           f"train longer (sac.max_steps continues the finished run) or lower medium_return")
     g = torch.Generator().manual_seed(seed)
     sampled = lambda agent: lambda o: agent.act(o, False, g)  # noqa: E731  (D4RL samples from the policy)
     if kind == "random":
@@ -74,7 +74,7 @@ def build_locomotion(task: Task, kind: str, size: int, behaviour_dir: str | Path
         if not arrays["terminals"][-1]:
             arrays["timeouts"][-1] = True
     elif kind in ("medium", "expert"):
-        agent = expert if kind == "expert" else load_actor(behaviour_dir / "medium.pt", task, sac.get("hidden", 256))
+        agent = expert if kind == "expert" else load_actor(res["dir"] / "medium.pt", task, sac.get("hidden", 256))
         arrays = collect(task, sampled(agent), size, seed + (1 if kind == "medium" else 2), progress, source)
     else:
         raise ValueError("medium-expert is the concatenation of medium and expert: use concatenate()")

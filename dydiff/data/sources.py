@@ -55,9 +55,12 @@ def load_builtin_locomotion(name: str, size: int, sac: dict, medium_return: floa
     if name not in LOCOMOTION:
         raise KeyError(f"unknown built-in dataset {name!r}; built-in locomotion: {', '.join(LOCOMOTION)}")
     env, kind = name.removeprefix("builtin-").split("-", 1)
-    behaviour = {"env": env, "seed": int(seed), "sac": dict(sac), "medium_return": float(medium_return),
-                 "version": GENERATOR_VERSION}
-    settings = {"name": name, "size": int(size), "ref_episodes": int(ref_episodes), "behaviour": behaviour}
+    # max_steps is left out of the behaviour folder's key: an extension lives inside it (extended-<max_steps>/),
+    # continuing the run that the other settings define
+    behaviour = {"env": env, "seed": int(seed), "sac": {k: v for k, v in sac.items() if k != "max_steps"},
+                 "medium_return": float(medium_return), "version": GENERATOR_VERSION}
+    settings = {"name": name, "size": int(size), "ref_episodes": int(ref_episodes),
+                "behaviour": {**behaviour, "sac": dict(sac)}}
     path = builtin_path(name, settings, data_dir)
     if (ds := cached(path, settings, name)) is not None:
         return ds
