@@ -48,6 +48,7 @@ def test_sac_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, mon
     assert a["evaluations"] == b["evaluations"] and not (tmp_path / "b" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_never_reached_medium_is_continued_to_max_steps_as_if_uninterrupted(tmp_path):
     """max_steps continues a finished run whose evaluations never reached medium_return: continuing the cached
     1500-step run gives the 3000-step run bit for bit (agent, buffer, evaluations), and the medium snapshot is
