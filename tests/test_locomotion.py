@@ -128,3 +128,17 @@ def test_cached_family_reloads_without_retraining(family):
     assert again.fingerprint == sets["medium"].fingerprint
     assert again.ref_expert == sets["medium"].ref_expert and again.ref_random == sets["medium"].ref_random
     assert "with hopper's references" in again.describe()
+
+
+def test_max_steps_reuses_a_behaviour_run_that_reached_medium(family):
+    """max_steps is not part of the behaviour folder's key: a run that reached medium within `steps` is shared
+    (no second SAC run, no extension), and the dataset rebuilt from it is the same data under a new file key."""
+    sets, data = family
+    behaviour = data / "builtin" / "behaviour"
+    before = sorted(p.name for p in behaviour.iterdir())
+    again = load_dataset("builtin-hopper-medium", data_dir=data, size=600, seed=0, sac={**TINY, "max_steps": 3000},
+                         medium_return=-1e9, ref_episodes=2, progress=False)
+    assert sorted(p.name for p in behaviour.iterdir()) == before and len(before) == 1
+    assert not list(behaviour.glob("*/extended-*"))
+    assert again.fingerprint == sets["medium"].fingerprint
+    assert len(list((data / "builtin").glob("builtin-hopper-medium-600-*.hdf5"))) == 2
