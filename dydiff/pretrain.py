@@ -27,6 +27,11 @@ def dataset_key(name: str) -> str:
     return name.replace("minari:", "minari-").replace("/", "-").replace(":", "-")
 
 
+def pretrain_path(c: dict) -> Path:
+    """Stage 1's folder for a stage config: ``pretrain_dir`` if set, else checkpoints/<dataset>/pretrain."""
+    return Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
+
+
 def holdout_episodes(ds: OfflineDataset, seed: int = 0, fraction: float = 0.2, max_transitions: int = 5000):
     """Whole episodes, drawn at random, until they hold min(fraction·N, max_transitions) transitions (MBPO's
     holdout size). All three models leave them out; the rollout-error tool draws its windows from them."""

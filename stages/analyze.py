@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dydiff.data.sources import load_dataset
 from dydiff.diagnostics import run_refinement_error, run_rollout_error
-from dydiff.pretrain import dataset_key
+from dydiff.pretrain import pretrain_path
 
 MODES = ("rollout_error", "iterations")
 
@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError("analyze.py iterations needs policy=<a stage-2 checkpoint, e.g. "
                          "checkpoints/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt>")
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
-    pretrain = Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
+    pretrain = pretrain_path(c)
     policy = None
     if c["policy"]:
         from dydiff.algos import load_policy  # stage 2

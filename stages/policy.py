@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from dydiff.algos import ALGOS
 from dydiff.data.sources import load_dataset
 from dydiff.lightning.trainer import make_trainer
-from dydiff.pretrain import dataset_key
+from dydiff.pretrain import dataset_key, pretrain_path
 from dydiff.synthesis import build_synthesizer
 
 
@@ -38,7 +38,7 @@ def build(c: dict):
         eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
         real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
-    synth = build_synthesizer(c["synth"], ds, c["pretrain_dir"] or out.parents[2] / "pretrain", c["seed"])
+    synth = build_synthesizer(c["synth"], ds, pretrain_path(c), c["seed"])
     if synth is not None:
         module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
     module.run_dir = out

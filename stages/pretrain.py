@@ -8,22 +8,20 @@ then run the rollout-error diagnostic against the real simulator.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dydiff.data.sources import load_dataset
 from dydiff.data.windows import fit_window_normalizer
 from dydiff.diagnostics import run_rollout_error
-from dydiff.pretrain import dataset_key, holdout_episodes, train_model, write_manifest
+from dydiff.pretrain import holdout_episodes, pretrain_path, train_model, write_manifest
 
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     print(ds.describe())
-    out = Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
+    out = pretrain_path(c)
     held = holdout_episodes(ds, c["seed"], **c["holdout"])
     norm = fit_window_normalizer(ds, c["normalizer"])
     write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]})
