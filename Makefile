@@ -24,10 +24,14 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# progress: a bar per epoch on a terminal, one line per epoch (with its ETA) when the output goes to a log file
 run: install
+	@echo "==> make run 1/3: the dataset (built-in maze2d-umaze, cpu preset; about 1 min to build, then cached)"
 	$(PY) stages/collect.py
-	$(PY) stages/pretrain.py progress=false
-	$(PY) stages/policy.py algo=td3bc synth=dydiff progress=false
+	@echo "==> make run 2/3: stage 1, the trajectory model, the dynamics ensemble and the reward model (about 8 min)"
+	$(PY) stages/pretrain.py
+	@echo "==> make run 3/3: stage 2, TD3+BC with DyDiff's synthetic rollouts, 60 epochs (about 5 min)"
+	$(PY) stages/policy.py algo=td3bc synth=dydiff
 
 test: install
 	$(PY) -m pytest -q

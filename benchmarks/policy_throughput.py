@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from dydiff.algos import ALGOS
-from dydiff.algos.base import polyak
-from dydiff.data.dataset import Transitions
+from dydiff.algos.optim import polyak
+from dydiff.types import Transitions
 
 
 def data(n=100_000, obs_dim=11, act_dim=3) -> Transitions:
@@ -47,9 +47,7 @@ class Timer(L.Callback):
 
 def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1, device: str = "cpu") -> float:
     torch.manual_seed(0)
-    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, eval_every=10**9, eval_episodes=0,
-                    updates_per_step=updates_per_step)
-    m.on_train_epoch_end = lambda: None  # no evaluation in a throughput test
+    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, updates_per_step=updates_per_step)
     m.attach_data(d)
     timer = Timer(device)
     L.Trainer(max_epochs=1, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, logger=False,

@@ -16,7 +16,6 @@ iteration m the real simulator executes that iteration's actions from s_0, and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from dydiff.data.dataset import OfflineDataset
+from dydiff.io import write_json
 from dydiff.synthesis.refine import ensemble_rollout, refine
 
 
@@ -47,9 +47,7 @@ def simulate(ds: OfflineDataset, s0: np.ndarray, actions: np.ndarray, rows=None)
     env.reset(seed=0)
     out, inexact = np.empty((len(s0), actions.shape[1] + 1, task.obs_dim), np.float32), 0
     for k in range(len(s0)):
-        q = (ds.infos["qpos"][rows[k]], ds.infos["qvel"][rows[k]]) if rows is not None and "qpos" in ds.infos \
-            else (None, None)
-        inexact += not task.set_state(env, s0[k], *q)
+        inexact += not (ds.set_state(env, rows[k]) if rows is not None else task.set_state(env, s0[k]))
         out[k, 0] = s0[k]
         for t in range(actions.shape[1]):
             out[k, t + 1] = task.step_state(env, actions[k, t])
@@ -95,8 +93,7 @@ def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int =
     report["summary"] = {"e_m_L": e_m, "E_d_L": E_d, "e_d_L": e_d, "E_d_over_e_m": E_d / e_m,
                          "e_d_over_e_m": e_d / e_m}
     if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "rollout_error.json").write_text(json.dumps(report, indent=1))
+        write_json(Path(out_dir) / "rollout_error.json", report, indent=1)
     if writer is not None:
         for k, m in report["models"].items():
             for t in range(1, horizon + 1):
@@ -148,7 +145,7 @@ def run_rollout_error(pretrain_dir: str | Path, ds: OfflineDataset, windows: int
     summary line. ``compare`` maps extra labels to denoiser checkpoints, reported beside the stage's own DM."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from dydiff.pretrain import load_module, load_pretrained
+    from dydiff.checkpoints import load_module, load_pretrained
 
     pre = load_pretrained(pretrain_dir, ds)
     denoisers = {pre.denoiser.kind: pre.denoiser}
@@ -170,12 +167,12 @@ def run_refinement_error(pretrain_dir: str | Path, ds: OfflineDataset, policy: C
     """Load the stage-1 models, run the ``iterations`` analysis, write refinement_error.json and the figures
     (Fig. 7; Fig. 9 in mazes) into ``out_dir``, print one line per iteration."""
     from dydiff import figures
-    from dydiff.pretrain import load_pretrained
+    from dydiff.checkpoints import load_pretrained
 
     report = refinement_error(load_pretrained(pretrain_dir, ds), ds, policy, iterations, windows, seed, blend)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "refinement_error.json").write_text(json.dumps(report))
+    write_json(out / "refinement_error.json", report)
     figures.save(figures.refinement_error(report, f"{ds.task.name}: total MSE over refinement"),
                  out / "refinement_error.png")
     if report["xy"]:

@@ -15,9 +15,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dydiff.data.sources import load_dataset
+from dydiff.checkpoints import pretrain_path
 from dydiff.diagnostics import run_refinement_error, run_rollout_error
-from dydiff.pretrain import pretrain_path
+from dydiff.sources import load_dataset
 
 MODES = ("rollout_error", "iterations")
 

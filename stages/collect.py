@@ -12,10 +12,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dydiff.data.maze_gen import expert_policy
+from dydiff.builtin.maze import expert_policy
 from dydiff.data.minari_io import write_minari
-from dydiff.data.sources import load_dataset
 from dydiff.envs.evaluation import evaluate, random_policy
+from dydiff.sources import load_dataset
 
 
 def run(cfg: DictConfig) -> dict:

@@ -17,42 +17,47 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dydiff.algos import ALGOS
-from dydiff.data.sources import load_dataset
+from dydiff.checkpoints import dataset_key, load_pretrained, pretrain_path
+from dydiff.lightning.evaluation import Evaluator
 from dydiff.lightning.trainer import make_trainer
-from dydiff.pretrain import dataset_key, pretrain_path
-from dydiff.synthesis import build_synthesizer
+from dydiff.sources import load_dataset
+from dydiff.synthesis import build_synthesizer, synthesizers
+from dydiff.synthesis.round import SynthesisRound
 
 
 def build(c: dict):
-    """The dataset, the policy module with its data (and synthesizer) attached, and the run directory."""
+    """The dataset, the policy module with its data (and synthesis round) attached, the evaluator, the run folder."""
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
-    key, algo = dataset_key(c["dataset"]["name"]), c["algo"]["name"]
-    name = f"{algo}-{c['synth']['name']}" + (f"-{c['tag']}" if c["tag"] else "")
-    out = Path(c["checkpoint_dir"]) / key / "policy" / name / f"seed{c['seed']}"
-    mean, std = ds.observations.mean(0), ds.observations.std(0) + 1e-3
+    algo, s = c["algo"]["name"], c["synth"]
+    out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
+        (f"{algo}-{s['name']}" + (f"-{c['tag']}" if c["tag"] else "")) / f"seed{c['seed']}"
+    mean, std = (ds.observations.mean(0).tolist(), (ds.observations.std(0) + 1e-3).tolist()) \
+        if c["normalize_states"] else (None, None)
     torch.manual_seed(c["seed"])  # initial weights
-    module = ALGOS[algo](
-        obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name, batch_size=c["batch_size"],
-        obs_mean=mean.tolist() if c["normalize_states"] else None, obs_std=std.tolist() if c["normalize_states"]
-        else None, steps_per_epoch=c["algo"]["steps_per_epoch"], seed=c["seed"], eval_every=c["eval_every"],
-        eval_episodes=c["eval_episodes"], ref_random=ds.ref_random, ref_expert=ds.ref_expert,
-        real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
+    module = ALGOS[algo](obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name, obs_mean=mean,
+                         obs_std=std, batch_size=c["batch_size"], steps_per_epoch=c["algo"]["steps_per_epoch"],
+                         seed=c["seed"], real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"],
+                         **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
-    synth = build_synthesizer(c["synth"], ds, pretrain_path(c), c["seed"])
+    needs = getattr(synthesizers().get(s["name"]), "needs", ())
+    pre = load_pretrained(pretrain_path(c), ds, models=needs) if needs else None
+    synth = build_synthesizer(s, ds, pre, pretrain_path(c) / "synther")
     if synth is not None:
-        module.attach_synthesizer(synth, c["synth"]["num_trajectories"], c["synth"]["buffer_size"])
-    module.run_dir = out
-    module.run_info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": c["synth"], "tag": c["tag"],
-                       "seed": c["seed"], "real_ratio": c["real_ratio"], "epochs": c["epochs"]}
-    return ds, module, out
+        module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
+                                           ds.task.act_dim, c["seed"], ds.task, s.get("figure_every", 0), out))
+    info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": c["seed"],
+            "real_ratio": c["real_ratio"], "epochs": c["epochs"]}
+    evaluator = Evaluator(ds.task, c["seed"], c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, out,
+                          info)
+    return ds, module, evaluator, out
 
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
-    ds, module, out = build(c)
+    ds, module, evaluator, out = build(c)
     print(ds.describe())
     trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,
-                           log_dir=c["log_dir"], progress=c["progress"], **c["trainer"])
+                           log_dir=c["log_dir"], progress=c["progress"], callbacks=[evaluator], **c["trainer"])
     last = out / "last.ckpt"
     trainer.fit(module, ckpt_path=str(last) if c["resume"] and last.exists() else None)
     summary = json.loads((out / "summary.json").read_text())

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dydiff.data.sources import load_dataset
+from dydiff.checkpoints import pretrain_path, write_manifest
 from dydiff.data.windows import fit_window_normalizer
 from dydiff.diagnostics import run_rollout_error
-from dydiff.pretrain import holdout_episodes, pretrain_path, train_model, write_manifest
+from dydiff.sources import load_dataset
+from dydiff.stage1 import MODULES, Stage1Data
+from dydiff.stage1.train import holdout_episodes, train_model
 
 
 def run(cfg: DictConfig) -> dict:
@@ -25,13 +27,13 @@ def run(cfg: DictConfig) -> dict:
     held = holdout_episodes(ds, c["seed"], **c["holdout"])
     norm = fit_window_normalizer(ds, c["normalizer"])
     write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]})
+    data = Stage1Data(ds, held, c["horizon"], norm, c["pad_value"], c["val_windows"], c["seed"])
     trained = {}
-    for name in c["models"]:
-        precision = c["trainer"]["precision"] if name == "denoiser" else "32-true"
-        module, trainer = train_model(
-            name, ds, out, held, c[name]["module"], {**c[name]["trainer"], **c["trainer"], "precision": precision,
-                                                     "progress": c["progress"]},
-            c["horizon"], norm, c["pad_value"], c["val_windows"], c["resume"], c["log_dir"], c["seed"])
+    for i, name in enumerate(c["models"], 1):
+        print(f"stage 1, model {i}/{len(c['models'])}: {name}", flush=True)
+        precision = c["trainer"]["precision"] if MODULES[name].mixed_precision else "32-true"
+        trainer_kw = {**c[name]["trainer"], **c["trainer"], "precision": precision, "progress": c["progress"]}
+        module, trainer = train_model(name, data, out, c[name]["module"], trainer_kw, c["resume"], c["log_dir"])
         trained[name] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in trained[name].items()))
     result = {"checkpoints": str(out), "metrics": trained}

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))  # so tests can import the stage scripts (stages/*
 @pytest.fixture(scope="session")
 def umaze_ds():
     """A small built-in maze2d-umaze dataset, generated once per session (no cache, no references)."""
-    from dydiff.data.maze_gen import generate_maze_dataset
+    from dydiff.builtin.maze import generate_maze_dataset
     from dydiff.envs.registry import get_task
 
     return generate_maze_dataset(get_task("maze2d-umaze"), 4000, seed=1, progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dydiff.algos import ALGOS
-from dydiff.data.dataset import Transitions
+from dydiff.types import Transitions
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 SMALL = {"td3bc": {"hidden": 32}, "cql": {"hidden": 32, "layers": 2}, "diffql": {"hidden": 32, "ema_start": 2}}
@@ -23,7 +23,7 @@ def random_data(n=512, obs_dim=4, act_dim=2, seed=0) -> Transitions:
 def make(algo, seed=0, **kw):
     torch.manual_seed(seed)
     m = ALGOS[algo](obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=3, seed=seed,
-                    eval_every=1000, eval_episodes=1, **{**SMALL[algo], **kw})
+                    **{**SMALL[algo], **kw})
     m.attach_data(random_data())
     return m
 
@@ -171,7 +171,7 @@ def test_critic_converges_on_one_step_bandit(algo):
     rew = obs[:, 0] + act[:, 0]
     kw = {"cql_weight": 0.0} if algo == "cql" else {}  # the conservative term biases Q on purpose
     m = ALGOS[algo](obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=128, steps_per_epoch=400, seed=0,
-                    eval_every=1000, eval_episodes=1, **{**SMALL[algo], "hidden": 64}, **kw)
+                    **{**SMALL[algo], "hidden": 64}, **kw)
     m.attach_data(Transitions(obs, act, rew, obs, torch.ones(1024)))
     if algo == "td3bc":
         m.hparams.critic_lr = 1e-3

@@ -5,8 +5,8 @@ from conftest import make_arrays
 
 from dydiff.data.d4rl import read_d4rl
 from dydiff.data.dataset import OfflineDataset
-from dydiff.data.sources import load_dataset
 from dydiff.errors import DatasetError
+from dydiff.sources import load_dataset
 
 
 def _write(path, arrays):

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from dydiff.behaviour import sac as sac_mod
-from dydiff.behaviour.sac import load_actor, train_sac
-from dydiff.data.sources import load_dataset
+from dydiff.builtin import sac as sac_mod
+from dydiff.builtin.sac import load_actor, train_sac
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.registry import get_task
+from dydiff.sources import load_dataset
 
 HOPPER = get_task("hopper")
 TINY = dict(steps=1500, start_steps=500, batch_size=64, hidden=32, lr=1e-3, eval_every=500, eval_episodes=2,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dydiff.data.maze_gen import expert_policy, generate_maze_dataset
+from dydiff.builtin.maze import expert_policy, generate_maze_dataset
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.maze import LAYOUTS, Maze, WaypointController
 from dydiff.envs.registry import get_task
@@ -49,7 +49,7 @@ def test_controller_reaches_goal(name):
 def test_expert_near_100_and_far_above_random():
     task = get_task("maze2d-umaze")
     ds = generate_maze_dataset(task, 500, progress=False)
-    from dydiff.data.maze_gen import measure_references
+    from dydiff.builtin.maze import measure_references
 
     ref_random, ref_expert = measure_references(task, episodes=30)
     expert = evaluate(expert_policy(task, 30), task, 30, seed=123, ref_random=ref_random, ref_expert=ref_expert)

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from dydiff.data.dataset import KEYS
 from dydiff.errors import DatasetError
+from dydiff.types import KEYS
 
 
 def test_round_trip_through_local_minari_dataset(tmp_path, monkeypatch, umaze_ds):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     from dydiff.data.minari_io import write_minari
-    from dydiff.data.sources import load_dataset
+    from dydiff.sources import load_dataset
 
     write_minari(umaze_ds, "dydiff/maze2d-umaze/test-v0")
     ds = load_dataset("minari:dydiff/maze2d-umaze/test-v0")

@@ -55,8 +55,8 @@ def test_td3bc_beats_random_on_maze(tmp_path):
 
     summary = run(compose_policy(tmp_path, "algo=td3bc", "epochs=8", "eval_every=4", "algo.steps_per_epoch=500",
                                  "eval_episodes=10"))
-    from dydiff.data.sources import load_dataset
     from dydiff.envs.evaluation import evaluate, random_policy
+    from dydiff.sources import load_dataset
 
     ds = load_dataset("maze2d-umaze", data_dir=tmp_path.parent / "data", size=20000, ref_episodes=4)
     last = summary["evaluations"][-1]

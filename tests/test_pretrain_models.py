@@ -6,7 +6,7 @@ import torch
 
 from dydiff.data.dataset import OfflineDataset
 from dydiff.data.windows import TrajectoryWindows
-from dydiff.lightning.pretrain import DenoiserModule, DynamicsModule, RewardModule
+from dydiff.stage1 import DenoiserModule, DynamicsModule, RewardModule
 
 warnings.filterwarnings("ignore", message=".*self.log.*")
 

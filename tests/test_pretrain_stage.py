@@ -47,8 +47,8 @@ def test_stage_writes_checkpoints_manifest_logs_and_diagnostic(smoke_run):
 
 
 def test_reloaded_checkpoint_gives_identical_outputs(smoke_run):
-    from dydiff.data.sources import load_dataset
-    from dydiff.pretrain import load_module, load_pretrained
+    from dydiff.checkpoints import load_module, load_pretrained
+    from dydiff.sources import load_dataset
 
     tmp, _ = smoke_run
     out = tmp / "ck" / "maze2d-umaze" / "pretrain"
@@ -69,8 +69,8 @@ def test_reloaded_checkpoint_gives_identical_outputs(smoke_run):
 
 
 def test_fingerprint_mismatch_is_refused(smoke_run):
-    from dydiff.data.sources import load_dataset
-    from dydiff.pretrain import load_pretrained
+    from dydiff.checkpoints import load_pretrained
+    from dydiff.sources import load_dataset
 
     tmp, _ = smoke_run
     out = tmp / "ck" / "maze2d-umaze" / "pretrain"

@@ -2,12 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from dydiff.data.dataset import Transitions
 from dydiff.diffusion.trajectory import TrajectoryModel
 from dydiff.envs.registry import get_task
 from dydiff.models.ensemble import DynamicsEnsemble
-from dydiff.synthesis import RealEnv, SyntheticBuffer
+from dydiff.synthesis import filter as F
 from dydiff.synthesis import refine as R
+from dydiff.synthesis.base import Synthesizer
+from dydiff.synthesis.buffer import SyntheticBuffer
+from dydiff.synthesis.real_env import RealEnv
+from dydiff.synthesis.round import SynthesisRound
+from dydiff.types import Transitions
 
 OBS, ACT, L = 4, 2, 6
 
@@ -74,7 +78,7 @@ def test_zero_iterations_is_the_pure_ensemble_rollout_and_blend_one_is_the_dm():
 
 def test_hardmax_keeps_exactly_the_top_scores():
     score = torch.tensor([3.0, -1.0, 7.0, 0.5, 2.0, 9.0])
-    assert sorted(R.select(score, 3, "hardmax").tolist()) == [0, 2, 5]
+    assert sorted(F.select(score, 3, "hardmax").tolist()) == [0, 2, 5]
 
 
 def test_softmax_keeps_distinct_trajectories_and_prefers_high_scores():
@@ -82,13 +86,13 @@ def test_softmax_keeps_distinct_trajectories_and_prefers_high_scores():
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(200)
     for _ in range(200):
-        idx = R.select(score, 60, "softmax", 0.05, g)
+        idx = F.select(score, 60, "softmax", 0.05, g)
         assert len(idx) == 60 and len(set(idx.tolist())) == 60
         counts[idx] += 1
     assert counts[150:].mean() > 0.9 * 200 and counts[:50].sum() == 0  # T = 0.05: top ~60 nearly always
     soft = torch.zeros(200)
     for _ in range(200):  # a high temperature: every trajectory has a chance, high scores still more
-        soft[R.select(score, 60, "softmax", 2.0, g)] += 1
+        soft[F.select(score, 60, "softmax", 2.0, g)] += 1
     assert soft[:50].sum() > 0 and soft[150:].mean() > soft[:50].mean() * 1.5
 
 
@@ -106,7 +110,7 @@ def test_hopper_fall_truncates_after_the_first_terminal():
     assert len(t.obs) == (k + 1) + horizon
     assert t.done.tolist() == [0.0] * k + [1.0] + [0.0] * horizon
     assert t.rew[: k + 1].tolist() == rewards[0, : k + 1].tolist()
-    assert R.scores(rewards, keep).tolist() == [sum(range(k + 1)), sum(range(horizon, 2 * horizon))]
+    assert F.scores(rewards, keep).tolist() == [sum(range(k + 1)), sum(range(horizon, 2 * horizon))]
 
 
 def test_padded_steps_cut_the_trajectory():
@@ -155,7 +159,7 @@ def test_batch_has_exactly_floor_alpha_b_real(ratio):
                        torch.randn(n, 3, generator=g), torch.zeros(n))  # rewards in [0, 1)
     m = ALGOS["td3bc"](obs_dim=3, act_dim=2, task="maze2d-umaze", batch_size=100, real_ratio=ratio, hidden=8)
     m.attach_data(real)
-    m.synthetic = SyntheticBuffer(1000, 3, 2)
+    m.attach_round(SynthesisRound(Synthesizer(), 0, 1000, 3, 2))
     m.synthetic.push(batch(10, 5.0))  # fewer than the synthetic share: all real
     assert (m.sample_batch(g).rew < 1).sum() == 100
     m.synthetic.push(batch(100, 5.0))

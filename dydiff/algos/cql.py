@@ -10,9 +10,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dydiff.algos.base import PolicyModule, adam, polyak
+from dydiff.algos.base import PolicyModule
 from dydiff.algos.networks import TanhGaussianActor, TwinQ
-from dydiff.data.dataset import Transitions
+from dydiff.algos.optim import adam, polyak
+from dydiff.types import Transitions
 
 
 class CQL(PolicyModule):

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dydiff.algos.base import PolicyModule, adam, polyak
+from dydiff.algos.base import PolicyModule
 from dydiff.algos.networks import TwinQ, mlp
-from dydiff.data.dataset import Transitions
+from dydiff.algos.optim import adam, polyak
+from dydiff.types import Transitions
 
 
 class TD3BC(PolicyModule):

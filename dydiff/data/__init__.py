@@ -1,1 +1,1 @@
-"""Data: dataset sources, the validated OfflineDataset, windows and normalisers."""
+"""Data formats and views: the validated OfflineDataset, D4RL HDF5 and Minari I/O, windows and normalisers."""

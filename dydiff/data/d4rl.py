@@ -11,9 +11,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dydiff.data.dataset import KEYS, OfflineDataset
+from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.registry import Task, get_task
 from dydiff.errors import DatasetError
+from dydiff.io import atomic_path
+from dydiff.types import KEYS
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +117,7 @@ def read_d4rl(name_or_path: str, task: Task | str | None = None) -> OfflineDatas
 def write_d4rl(ds: OfflineDataset, path: str | Path, attrs: dict | None = None) -> Path:
     """Write ``ds`` in the D4RL schema (plus ``infos/*``) atomically: a temp file, then a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k in KEYS:
             f.create_dataset(k, data=getattr(ds, k), compression="gzip", compression_opts=1)
         for k, v in ds.infos.items():
@@ -126,5 +126,4 @@ def write_d4rl(ds: OfflineDataset, path: str | Path, attrs: dict | None = None) 
         f.attrs["ref_random"], f.attrs["ref_expert"] = ds.ref_random, ds.ref_expert
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-    os.replace(tmp, path)
     return path

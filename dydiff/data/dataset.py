@@ -6,35 +6,15 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from dydiff.envs.registry import Task, get_task
 from dydiff.errors import DatasetError
+from dydiff.types import KEYS, Transitions
 
 log = logging.getLogger(__name__)
-KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
-
-
-class Transitions(NamedTuple):
-    """A batch (or the whole set) of transitions; ``done`` is termination only, never a timeout."""
-
-    obs: torch.Tensor  # (N, obs_dim)
-    act: torch.Tensor  # (N, act_dim)
-    rew: torch.Tensor  # (N,)
-    next_obs: torch.Tensor  # (N, obs_dim)
-    done: torch.Tensor  # (N,)
-
-    def pack(self) -> torch.Tensor:
-        """One (N, 2·obs + act + 2) tensor: a batch is then one gather instead of five."""
-        return torch.cat([self.obs, self.act, self.rew[:, None], self.next_obs, self.done[:, None]], 1)
-
-    @staticmethod
-    def unpack(rows: torch.Tensor, obs_dim: int, act_dim: int) -> Transitions:
-        o, a, r, n, d = rows.split([obs_dim, act_dim, 1, obs_dim, 1], 1)
-        return Transitions(o, a, r[:, 0], n, d[:, 0])
 
 
 def validate(arrays: dict[str, np.ndarray], source: str, task: Task) -> None:
@@ -186,6 +166,12 @@ class OfflineDataset:
     def start_states(self, episode_starts_only: bool = False) -> np.ndarray:
         """States a rollout may start from: every dataset state (default) or only episode starts."""
         return self.observations[self.episode_starts] if episode_starts_only else self.observations
+
+    def set_state(self, env, row: int) -> bool:
+        """Put the simulator ``env`` into the state of row ``row`` (with the stored ``infos/qpos``/``qvel`` where
+        the dataset has them). Returns whether that state is exact (see ``Task.set_state``)."""
+        q = (self.infos["qpos"][row], self.infos["qvel"][row]) if "qpos" in self.infos else (None, None)
+        return self.task.set_state(env, self.observations[row], *q)
 
     def episode_states(self, k: int) -> np.ndarray:
         """The T+1 states of episode k: its observations and the final next observation."""

@@ -14,6 +14,7 @@ import numpy as np
 from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.registry import Task, task_from_minari_id
 from dydiff.errors import DatasetError
+from dydiff.types import KEYS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def load_minari(dataset_id: str, task: Task | None = None, download: bool | None
             raise DatasetError(source, f"{how}; the download failed: {e}") from e
     mds = minari.load_dataset(dataset_id)
     parts = {
-        k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+        k: [] for k in KEYS
     }
     for ep in mds.iterate_episodes():
         obs = _flat(ep.observations)

@@ -13,9 +13,6 @@ from torch import nn
 from dydiff.diffusion import edm
 from dydiff.diffusion.networks import build_network
 
-SAMPLER_DEFAULTS = dict(num_steps=34, sigma_min=0.002, sigma_max=80.0, rho=7.0, s_churn=60.0, s_tmin=0.37,
-                        s_tmax=52.2, s_noise=1.002)  # Table 3
-
 
 class TrajectoryModel(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, horizon: int, center: list, scale: list, kind: str = "edm",
@@ -26,7 +23,7 @@ class TrajectoryModel(nn.Module):
             raise ValueError(f"unknown trajectory model kind {kind!r} (expected 'edm' or 'regressor')")
         self.obs_dim, self.act_dim, self.horizon, self.kind = obs_dim, act_dim, horizon, kind
         self.sigma_data, self.p_mean, self.p_std, self.pad_value = sigma_data, p_mean, p_std, pad_value
-        self.sampler = {**SAMPLER_DEFAULTS, **(sampler or {})}
+        self.sampler = dict(sampler or {})  # overrides of edm.sample's defaults (Table 3)
         self.net = build_network(network, obs_dim + act_dim, horizon + 1, **(network_kwargs or {}))
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32))  # normaliser (obs ‖ act)
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))

@@ -7,13 +7,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dydiff.data.dataset import Transitions
 from dydiff.diffusion import edm
 from dydiff.diffusion.networks import ResidualMLP
+from dydiff.types import Transitions
 
-# SynthER's sampler (its elucidated-diffusion defaults): 128 Heun steps with churn
-SYNTHER_SAMPLER = dict(num_steps=128, sigma_min=0.002, sigma_max=80.0, rho=7.0, s_churn=80.0, s_tmin=0.05,
-                       s_tmax=50.0, s_noise=1.003)
+# SynthER's sampler (its elucidated-diffusion defaults, where they differ from edm.sample's): 128 Heun steps
+SYNTHER_SAMPLER = dict(num_steps=128, s_churn=80.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
 
 
 class TransitionModel(nn.Module):

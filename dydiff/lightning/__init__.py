@@ -1,1 +1,1 @@
-"""Lightning wrappers: thin modules around the models, plus trainer and checkpoint plumbing."""
+"""Lightning plumbing shared by the stages: the trainer factory, progress, the evaluation callback, TensorBoard."""

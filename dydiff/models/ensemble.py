@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dydiff.models.inputs import StandardizedInput
+
 
 class EnsembleLinear(nn.Module):
     """``members`` independent linear layers applied to (E, B, in) in one batched matmul."""
@@ -25,7 +27,7 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class DynamicsEnsemble(nn.Module):
+class DynamicsEnsemble(StandardizedInput):
     def __init__(self, obs_dim: int, act_dim: int, members: int = 7, elites: int = 5, hidden: int = 200,
                  layers: int = 4, weight_decay: tuple = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)):
         super().__init__()
@@ -37,19 +39,13 @@ class DynamicsEnsemble(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.max_logvar = nn.Parameter(torch.full((obs_dim,), 0.5))
         self.min_logvar = nn.Parameter(torch.full((obs_dim,), -10.0))
-        self.register_buffer("in_mean", torch.zeros(obs_dim + act_dim))
-        self.register_buffer("in_std", torch.ones(obs_dim + act_dim))
+        self.register_input_stats(obs_dim + act_dim)
         self.register_buffer("elites", torch.arange(elites))
-
-    def set_input_stats(self, obs: torch.Tensor, act: torch.Tensor) -> None:
-        x = torch.cat([obs, act], -1)
-        self.in_mean.copy_(x.mean(0))
-        self.in_std.copy_(x.std(0).clamp(min=1e-6))
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, member: int | None = None):
         """(…, obs), (…, act) broadcast to every member → mean Δs and log-variance, each (E, B, obs); with
         ``member``, that member's only, each (B, obs)."""
-        x = (torch.cat([obs, act], -1) - self.in_mean) / self.in_std
+        x = self.standardize(obs, act)
         if member is None:
             h = x.expand(self.members, *x.shape[-2:]) if x.dim() == 2 else x
             for layer in self.layers[:-1]:

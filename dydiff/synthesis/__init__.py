@@ -1,32 +1,34 @@
-"""Synthetic data for the policy stage: DyDiff (Algorithm 1) and the paper's comparison rows."""
+"""Synthetic data for the policy stage: DyDiff (Algorithm 1) and the paper's comparison rows.
+
+``base.py`` is the interface and the registry; one file per synthesizer (``dydiff.py``, ``real_env.py``,
+``synther.py``), each registering its class; the math in ``refine.py`` (Eqs. 6-9) and ``filter.py`` (Eq. 11);
+``round.py`` runs a round into ``buffer.py``'s FIFO buffer. Importing the package loads none of them, so the
+math imports with torch alone."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
-from dydiff.data.dataset import OfflineDataset
-from dydiff.synthesis.buffer import SyntheticBuffer
-from dydiff.synthesis.synthesizers import DyDiff, RealEnv, SynthER, Synthesizer
-
-__all__ = ["DyDiff", "RealEnv", "SynthER", "Synthesizer", "SyntheticBuffer", "build_synthesizer"]
+PLUGINS = ("dydiff", "real_env", "synther")  # the modules whose synthesizers register themselves (@register)
+ROUND_KEYS = ("name", "num_trajectories", "buffer_size", "figure_every")  # read by the round, not the synthesizer
 
 
-def build_synthesizer(cfg: dict, ds: OfflineDataset, pretrain_dir: str | Path, seed: int = 0) -> Synthesizer | None:
-    """The synthesizer a ``conf/synth/*.yaml`` asks for (plain dict), with its stage-1 models loaded frozen.
-    Keys that only the policy stage reads (name, num_trajectories, buffer_size) are ignored here."""
-    kw = {k: v for k, v in cfg.items() if k not in ("name", "num_trajectories", "buffer_size")}
+def synthesizers() -> dict:
+    """The registry, config name → class, with every plug-in module loaded."""
+    for m in PLUGINS:
+        importlib.import_module(f"dydiff.synthesis.{m}")
+    from dydiff.synthesis.base import SYNTHESIZERS
+
+    return SYNTHESIZERS
+
+
+def build_synthesizer(cfg: dict, ds, pretrained=None, cache_dir=None):
+    """The synthesizer a ``conf/synth/*.yaml`` asks for (plain dict; None for ``none``), from the stage-1 models
+    it ``needs`` (a ``dydiff.checkpoints.Pretrained``)."""
     if cfg["name"] == "none":
         return None
-    if cfg["name"] == "dydiff":
-        from dydiff.pretrain import load_pretrained
-
-        return DyDiff(load_pretrained(pretrain_dir, ds), ds, **kw)
-    if cfg["name"] == "real_env":
-        return RealEnv(ds, **kw)
-    if cfg["name"] in ("synther", "synther_filtered"):
-        from dydiff.pretrain import load_pretrained
-
-        pre = load_pretrained(pretrain_dir, ds, models=("reward", "synther"))
-        return SynthER(pre, Path(pretrain_dir) / "synther", seed=seed, **kw)
-    raise ValueError(f"unknown synth {cfg['name']!r} (expected none, dydiff, real_env, synther or "
-                     f"synther_filtered)")
+    registry = synthesizers()
+    if cfg["name"] not in registry:
+        raise ValueError(f"unknown synth {cfg['name']!r}; registered: none, {', '.join(registry)}")
+    kw = {k: v for k, v in cfg.items() if k not in ROUND_KEYS}
+    return registry[cfg["name"]](ds, pretrained, cache_dir, **kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dydiff.data.dataset import Transitions
+from dydiff.types import Transitions
 
 
 class SyntheticBuffer:

@@ -4,7 +4,7 @@
   Eq. 7/9 the DM resamples s_1..s_L given s_0 and the actions, with fresh noise
           (new = blend·DM + (1 − blend)·previous; blend 1 is the paper's text, 0.5 the official code)
   Eq. 8   the policy relabels every action: a_i = π(s_i)
-  Eq. 11  score = Σ_i r̂_ψ(s_i, a_i); keep ⌊η·B_r⌋ trajectories by hardmax or softmax (p ∝ exp(z/T))
+then the transitions kept: up to the first terminal, before any padded step. The filter (Eq. 11) is filter.py.
 
 ``act(states) -> actions`` is the learning policy; nothing here knows about Lightning.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from dydiff.data.dataset import Transitions
+from dydiff.types import Transitions
 
 Act = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,30 +64,6 @@ def keep_mask(valid: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
     alive = torch.cumprod(valid.to(torch.int8), 1).bool()
     earlier_done = (torch.cumsum(done.to(torch.int32), 1) - done.to(torch.int32)) > 0
     return alive & ~earlier_done
-
-
-def scores(rewards: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: the predicted return of each trajectory over the transitions it keeps: (B,)."""
-    return (rewards * keep).sum(1)
-
-
-def select(score: torch.Tensor, n: int, method: str = "softmax", temperature: float = 0.05,
-           generator=None) -> torch.Tensor:
-    """Indices of the ``n`` trajectories kept. hardmax: the top n scores. softmax: z-score, p ∝ exp(z/T), n draws
-    without replacement (as Gumbel-top-n, which is that distribution exactly and never runs out of mass).
-    none: the first n."""
-    if n > len(score):
-        raise ValueError(f"cannot keep {n} of {len(score)} trajectories")
-    if method == "hardmax":
-        return torch.topk(score, n, sorted=False).indices
-    if method == "softmax":
-        z = (score - score.mean()) / score.std().clamp(min=1e-8) if len(score) > 1 else score * 0
-        u = torch.rand(score.shape, generator=generator, device=score.device, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))
-        return torch.topk(z.double() / temperature + gumbel, n, sorted=False).indices
-    if method == "none":
-        return torch.arange(n, device=score.device)
-    raise ValueError(f"unknown filter {method!r} (expected hardmax, softmax or none)")
 
 
 def to_transitions(states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, done: torch.Tensor,

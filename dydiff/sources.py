@@ -16,10 +16,10 @@ from pathlib import Path
 
 import h5py
 
+from dydiff.builtin.locomotion import KINDS, build_locomotion, concatenate
+from dydiff.builtin.maze import generate_maze_dataset, measure_references
 from dydiff.data.d4rl import read_d4rl, write_d4rl
 from dydiff.data.dataset import OfflineDataset
-from dydiff.data.locomotion_gen import KINDS, build_locomotion, concatenate
-from dydiff.data.maze_gen import generate_maze_dataset, measure_references
 from dydiff.data.minari_io import load_minari
 from dydiff.envs.registry import TASKS, get_task
 
@@ -118,7 +118,6 @@ def load_dataset(
 
     ``builtin`` keywords (size, seed, action_noise, jitter, ref_episodes, progress) apply to built-in data.
     """
-    builtin.pop("table4", None)  # the paper's per-dataset DyDiff values, read by conf/synth/dydiff.yaml
     if name.startswith("minari:"):
         return load_minari(name.removeprefix("minari:"), TASKS[task] if task else None)
     if name in BUILTIN:

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dydiff.behaviour.sac import empty_buffer, load_actor, record_step, train_sac
+from dydiff.builtin.sac import empty_buffer, load_actor, record_step, train_sac
 from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.registry import Task
+from dydiff.types import KEYS, STATE_KEYS
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
@@ -41,7 +42,7 @@ def collect(task: Task, act, size: int, seed: int = 0, progress: bool = True, de
 
 
 def to_dataset(arrays: dict, task: Task, source: str, ref_random: float, ref_expert: float) -> OfflineDataset:
-    infos = {"qpos": arrays["qpos"], "qvel": arrays["qvel"]}
+    infos = {k: arrays[k] for k in STATE_KEYS}
     ds = OfflineDataset.from_arrays({k: v for k, v in arrays.items() if k not in infos}, task, source, infos=infos)
     ds.ref_random, ds.ref_expert = ref_random, ref_expert
     return ds
@@ -83,7 +84,6 @@ def build_locomotion(task: Task, kind: str, size: int, behaviour_dir: str | Path
 
 def concatenate(parts: list[OfflineDataset], source: str) -> OfflineDataset:
     """medium-expert: the exact concatenation of the medium and expert datasets (references of the first)."""
-    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
-              ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
-    arrays.update({k: np.concatenate([p.infos[k] for p in parts]) for k in ("qpos", "qvel")})
+    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in KEYS}
+    arrays.update({k: np.concatenate([p.infos[k] for p in parts]) for k in STATE_KEYS})
     return to_dataset(arrays, parts[0].task, source, parts[0].ref_random, parts[0].ref_expert)

@@ -1,1 +1,0 @@
-"""Online behaviour policies for the built-in locomotion datasets."""

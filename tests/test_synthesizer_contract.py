@@ -1,0 +1,88 @@
+"""One contract for every registered synthesizer (d3rlpy's shared-tester habit): shapes and units of what it
+makes, determinism for a fixed generator, the due schedule, to(device), and a save/restore round trip."""
+
+import numpy as np
+import pytest
+import torch
+
+from dydiff.checkpoints import Pretrained
+from dydiff.stage1 import DenoiserModule, DynamicsModule, RewardModule, Stage1Data, SynthERModule
+from dydiff.synthesis import build_synthesizer, synthesizers
+
+L = 8
+W = torch.tensor([[0.5, -0.2], [0.1, 0.4], [-0.3, 0.2], [0.2, 0.1]])
+# per registered name: its config (as conf/synth/<name>.yaml would give) and the epochs it is due in 0..9
+CONTRACT = {
+    "dydiff": ({"horizon": L, "iterations": 1, "keep": 0.5, "start_epoch": 2, "every": 3}, [2, 5, 8]),
+    "real_env": ({"horizon": L, "envs": 4, "start_epoch": 2, "every": 3}, [2, 5, 8]),
+    "synther": ({"start_epoch": 2}, [2]),
+    "synther_filtered": ({"filter": "softmax", "keep": 0.5, "start_epoch": 2}, [2]),
+}
+
+
+def act(obs):
+    return torch.tanh(obs @ W)
+
+
+@pytest.fixture(scope="module")
+def pretrained(umaze_ds):
+    """Small untrained stage-1 models of the right shapes (the contract does not depend on their quality)."""
+    torch.manual_seed(0)
+    data = Stage1Data(umaze_ds, np.array([0]), horizon=L)
+    dyn = DynamicsModule.build(data, members=3, elites=2, hidden=16, layers=2, weight_decay=(0, 0, 0)).model
+    dyn.set_input_stats(*(torch.as_tensor(x) for x in (umaze_ds.observations, umaze_ds.actions)))
+    models = {"denoiser": DenoiserModule.build(data, network="mlp", network_kwargs={"mlp": {"width": 16, "depth": 1}},
+                                               sampler={"num_steps": 3}).model,
+              "dynamics": dyn, "reward": RewardModule.build(data, hidden=16, layers=1).model,
+              "synther": SynthERModule.build(data, width=16, depth=1, sampler={"num_steps": 3}).model}
+    return Pretrained({k: m.eval().requires_grad_(False) for k, m in models.items()})
+
+
+def make(name, umaze_ds, pretrained, tmp_path):
+    return build_synthesizer({"name": name, **CONTRACT[name][0]}, umaze_ds, pretrained, tmp_path / "cache")
+
+
+def test_the_contract_covers_every_registered_synthesizer():
+    assert set(CONTRACT) == set(synthesizers())
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_synthesizer_contract(name, umaze_ds, pretrained, tmp_path):
+    s = make(name, umaze_ds, pretrained, tmp_path)
+    assert [e for e in range(10) if s.due(e)] == CONTRACT[name][1]
+    assert s.to("cpu") is s
+    n = 16
+    out, metrics = s.generate(act, n, torch.Generator().manual_seed(1))
+    # shapes and units: raw-unit transitions, actions in the box, done in {0, 1}
+    m = len(out.obs)
+    assert m > 0 and out.obs.shape == out.next_obs.shape == (m, 4) and out.act.shape == (m, 2)
+    assert out.rew.shape == out.done.shape == (m,) and metrics["transitions"] == m
+    assert all(x.dtype == torch.float32 and x.device.type == "cpu" for x in out)
+    assert bool(((out.done == 0) | (out.done == 1)).all()) and float(out.act.abs().max()) <= 1.0
+    if hasattr(s, "horizon"):  # trajectories: at most ⌊η·n⌋·L transitions, each starting at a dataset state
+        assert m <= int(s.keep * n) * L
+        starts = {r.tobytes() for r in umaze_ds.observations}
+        assert out.obs[0].numpy().tobytes() in starts
+        for i in range(m - 1):  # whole trajectories, one after another: each row continues the last or starts anew
+            assert torch.equal(out.obs[i + 1], out.next_obs[i]) or out.obs[i + 1].numpy().tobytes() in starts
+    # determinism: the same generator seed gives the same transitions; another seed, others
+    again, metrics2 = s.generate(act, n, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(out, again, strict=True)) and metrics == metrics2
+    other, _ = s.generate(act, n, torch.Generator().manual_seed(2))
+    assert len(other.obs) != m or not torch.equal(other.obs, out.obs)
+    # save/restore: the state is plain values, and a fresh instance given it makes the same transitions
+    path = tmp_path / "state.pt"
+    torch.save(s.state_dict(), path)
+    fresh = make(name, umaze_ds, pretrained, tmp_path)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    back, _ = fresh.to("cpu").generate(act, n, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(out, back, strict=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_synthesizer_runs_on_the_gpu(name, umaze_ds, pretrained, tmp_path):
+    s = make(name, umaze_ds, pretrained, tmp_path).to("cuda")
+    w = W.cuda()
+    out, _ = s.generate(lambda obs: torch.tanh(obs.cuda() @ w), 8, torch.Generator("cuda").manual_seed(1))
+    assert all(x.device.type == "cuda" for x in out)
