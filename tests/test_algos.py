@@ -105,6 +105,20 @@ def test_same_seed_identical_runs_and_act_contract(algo):
     assert torch.equal(a.act(obs, False, g1), a.act(obs, False, g2))
 
 
+def test_a_checkpoint_from_before_the_evaluator_loads(tmp_path):
+    """Checkpoints written before evaluation moved to the Evaluator callback carry its settings as hyperparameters:
+    load_policy drops them and rebuilds the same policy."""
+    from dydiff.algos import load_policy
+
+    m = make("td3bc", seed=2)
+    old = {"eval_every": 10, "eval_episodes": 20, "ref_random": 1.0, "ref_expert": 2.0}
+    torch.save({"algo": "td3bc", "hyper_parameters": {**m.hparams, **old}, "state_dict": m.state_dict(),
+                "updates": 7, "evaluations": []}, tmp_path / "old.ckpt")
+    back = load_policy(tmp_path / "old.ckpt")
+    obs = torch.randn(5, 4)
+    assert back.updates == 7 and torch.equal(back.act(obs), m.act(obs))
+
+
 @pytest.mark.parametrize("algo", list(ALGOS))
 def test_updates_per_step_changes_nothing_but_speed(algo):
     """k updates per Lightning step (3 updates an epoch, k = 2: steps of 2 and 1) give the k = 1 parameters."""

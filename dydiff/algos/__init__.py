@@ -20,6 +20,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# hyperparameters that checkpoints written before the Evaluator callback carry: evaluation settings, which
+# change nothing in the policy, so they are dropped when such a checkpoint is loaded
+MOVED_TO_EVALUATOR = ("eval_every", "eval_episodes", "ref_random", "ref_expert")
+
+
 def load_policy(path: str | Path, device="cpu"):
     """Rebuild a policy module from its checkpoint alone (plain hyperparameters, ``weights_only=True``)."""
     from dydiff.algos import ALGOS
@@ -28,7 +33,8 @@ def load_policy(path: str | Path, device="cpu"):
     algo = ckpt.get("algo")
     if algo not in ALGOS:
         raise ValueError(f"{path} is not a dydiff policy checkpoint (no known 'algo' entry)")
-    module = ALGOS[algo](**ckpt["hyper_parameters"])
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k not in MOVED_TO_EVALUATOR}
+    module = ALGOS[algo](**hparams)
     module.load_state_dict(ckpt["state_dict"])
     module.updates = ckpt["updates"]
     return module.to(device).eval()

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dydiff.builtin.sac import empty_buffer, load_actor, record_step, train_sac
 from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.registry import Task
+from dydiff.progress import track
 from dydiff.types import KEYS, STATE_KEYS
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -33,7 +33,7 @@ def collect(task: Task, act, size: int, seed: int = 0, progress: bool = True, de
     env = task.make_env()
     a_ = empty_buffer(task, size, env)
     obs, _ = env.reset(seed=seed)
-    for t in tqdm(range(size), desc=desc or f"collecting {task.name}", disable=not progress, mininterval=1.0):
+    for t in track(range(size), size, desc or f"collecting {task.name}", progress):
         obs, _, _ = record_step(env, a_, t, obs, np.asarray(act(obs[None]), np.float32)[0])
     env.close()
     if not a_["terminals"][-1]:

@@ -9,12 +9,12 @@ Rewards are relabelled sparse: 1 where the next position is within 0.5 of the ta
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from dydiff.data.dataset import OfflineDataset
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.maze import WaypointController
 from dydiff.envs.registry import Task
+from dydiff.progress import track
 
 
 def generate_maze_dataset(
@@ -52,7 +52,7 @@ def generate_maze_dataset(
     s = np.concatenate([point.data.qpos, point.data.qvel]).astype(np.float32)
     new_goal(s[:2])
     steps_on_goal = 0
-    for t in tqdm(range(size), desc=f"generating {task.name}", disable=not progress, mininterval=1.0):
+    for t in track(range(size), size, f"generating {task.name}", progress):
         a, reached = ctrl.act(s[:2].astype(np.float64), s[2:].astype(np.float64))
         a = np.clip(a + action_noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
         obs[t], act[t], goal[t] = s, a, ctrl.target

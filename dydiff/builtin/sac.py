@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from dydiff.algos.networks import TanhGaussianActor, TwinQ
 from dydiff.algos.optim import adam, polyak
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import Task
 from dydiff.io import save_atomic
+from dydiff.progress import track
 from dydiff.types import KEYS, STATE_KEYS, Transitions
 
 BUFFER_KEYS = (*KEYS, *STATE_KEYS)
@@ -164,8 +164,7 @@ class SACRun:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.log_dir))
-        bar = tqdm(range(self.t0, self.steps), initial=self.t0, total=self.steps, desc=f"SAC {self.task.name}",
-                   disable=not self.progress, mininterval=1.0)
+        bar = track(range(self.t0, self.steps), self.steps, f"SAC {self.task.name}", self.progress, self.t0)
         self.tick = time.perf_counter()
         for t in bar:
             self.step(t, writer)

@@ -8,11 +8,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+from dydiff.progress import duration
 
 
 class NamedProgressBar(TQDMProgressBar):
