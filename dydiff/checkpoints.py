@@ -30,7 +30,8 @@ def pretrain_path(c: dict) -> Path:
     return Path(c["pretrain_dir"] or Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "pretrain")
 
 
-def write_manifest(out_dir: Path, ds: OfflineDataset, held: np.ndarray, normalizer_state: dict, configs: dict):
+def write_manifest(out_dir: Path, ds: OfflineDataset, held: np.ndarray, normalizer_state: dict, configs: dict,
+                   horizon: int | None = None):
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "manifest.json"
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -40,7 +41,8 @@ def write_manifest(out_dir: Path, ds: OfflineDataset, held: np.ndarray, normaliz
     versions = {p: version(p) for p in ("torch", "lightning", "gymnasium", "mujoco", "gymnasium-robotics")}
     write_json(path, {"dataset": ds.source, "task": ds.task.name, "fingerprint": ds.fingerprint,
                       "holdout_episodes": held.tolist(), "normalizer": normalizer_state,
-                      "models": {**old.get("models", {}), **configs}, "versions": versions}, indent=2, sort_keys=True)
+                      "models": {**old.get("models", {}), **configs}, "versions": versions,
+                      "horizon": horizon if horizon is not None else old.get("horizon")}, indent=2, sort_keys=True)
 
 
 def read_manifest(out_dir: str | Path) -> dict:

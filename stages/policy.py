@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
@@ -20,6 +19,7 @@ from dydiff.algos import ALGOS
 from dydiff.checkpoints import dataset_key, load_pretrained, pretrain_path
 from dydiff.lightning.evaluation import Evaluator
 from dydiff.lightning.trainer import make_trainer
+from dydiff.settings import check_policy
 from dydiff.sources import load_dataset
 from dydiff.synthesis import build_synthesizer, synthesizers
 from dydiff.synthesis.round import SynthesisRound
@@ -27,16 +27,18 @@ from dydiff.synthesis.round import SynthesisRound
 
 def build(c: dict):
     """The dataset, the policy module with its data (and synthesis round) attached, the evaluator, the run folder."""
+    check_policy(c, pretrain_path(c))
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     algo, s = c["algo"]["name"], c["synth"]
     out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
         (f"{algo}-{s['name']}" + (f"-{c['tag']}" if c["tag"] else "")) / f"seed{c['seed']}"
     mean, std = (ds.observations.mean(0).tolist(), (ds.observations.std(0) + 1e-3).tolist()) \
         if c["normalize_states"] else (None, None)
+    real_ratio = s.get("real_ratio", c["real_ratio"])  # α; SynthER's own protocol sets it in conf/synth/synther.yaml
     torch.manual_seed(c["seed"])  # initial weights
     module = ALGOS[algo](obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name, obs_mean=mean,
                          obs_std=std, batch_size=c["batch_size"], steps_per_epoch=c["algo"]["steps_per_epoch"],
-                         seed=c["seed"], real_ratio=c["real_ratio"], updates_per_step=c["updates_per_step"],
+                         seed=c["seed"], real_ratio=real_ratio, updates_per_step=c["updates_per_step"],
                          **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
     needs = getattr(synthesizers().get(s["name"]), "needs", ())
@@ -46,7 +48,7 @@ def build(c: dict):
         module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                            ds.task.act_dim, c["seed"], ds.task, s.get("figure_every", 0), out))
     info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": c["seed"],
-            "real_ratio": c["real_ratio"], "epochs": c["epochs"]}
+            "real_ratio": real_ratio, "epochs": c["epochs"]}
     evaluator = Evaluator(ds.task, c["seed"], c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, out,
                           info)
     return ds, module, evaluator, out
@@ -60,7 +62,7 @@ def run(cfg: DictConfig) -> dict:
                            log_dir=c["log_dir"], progress=c["progress"], callbacks=[evaluator], **c["trainer"])
     last = out / "last.ckpt"
     trainer.fit(module, ckpt_path=str(last) if c["resume"] and last.exists() else None)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = evaluator.summary()  # every rank has every evaluation (gathered); rank 0 also wrote summary.json
     s = summary["last5_score_mean"]
     print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {c['seed']}): normalized "
           f"score (mean of last 5 evaluations) {s:.2f}; references random {ds.ref_random:.2f} = 0, expert "

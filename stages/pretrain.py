@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from dydiff.checkpoints import pretrain_path, write_manifest
 from dydiff.data.windows import fit_window_normalizer
 from dydiff.diagnostics import run_rollout_error
+from dydiff.settings import check_pretrain
 from dydiff.sources import load_dataset
 from dydiff.stage1 import MODULES, Stage1Data
 from dydiff.stage1.train import holdout_episodes, train_model
@@ -21,12 +22,13 @@ from dydiff.stage1.train import holdout_episodes, train_model
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
+    check_pretrain(c, MODULES)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     print(ds.describe())
     out = pretrain_path(c)
     held = holdout_episodes(ds, c["seed"], **c["holdout"])
     norm = fit_window_normalizer(ds, c["normalizer"])
-    write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]})
+    write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]}, c["horizon"])
     data = Stage1Data(ds, held, c["horizon"], norm, c["pad_value"], c["val_windows"], c["seed"])
     trained = {}
     for i, name in enumerate(c["models"], 1):

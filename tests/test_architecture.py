@@ -11,7 +11,7 @@ from conftest import ROOT
 PKG = ROOT / "dydiff"
 # bottom to top: a unit may import only units of lower layers (and itself)
 LAYERS = [
-    {"types", "io", "errors", "progress"},
+    {"types", "io", "errors", "progress", "settings"},
     {"envs"},  # the task registry: a dataset is validated against its task
     {"data"},
     {"diffusion", "models", "figures"},

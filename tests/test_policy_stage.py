@@ -72,6 +72,9 @@ def test_ddp_two_cpu_processes(tmp_path):
                         f"hydra.run.dir={tmp_path}/h", "progress=false"], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr  # every rank's output: no rank may end in an error
+    assert "Traceback" not in out and "Error executing job" not in out, out[-3000:]
+    assert out.count("normalized score (mean of last 5 evaluations)") == 2  # both ranks finished their run()
     summary = json.loads((tmp_path / "ck/maze2d-umaze/policy/td3bc-none/seed0/summary.json").read_text())
     assert len(summary["evaluations"]) == 2
     ckpt = torch.load(tmp_path / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt", weights_only=True)

@@ -11,8 +11,10 @@ from dydiff.stage1 import DenoiserModule, DynamicsModule, RewardModule
 warnings.filterwarnings("ignore", message=".*self.log.*")
 
 
-def linear_system(episodes=150, length=24, seed=0):
-    """s' = A s + B a with a stable A: a dataset whose dynamics are known exactly (obs 4, act 2)."""
+def linear_system(episodes=150, length=24, seed=0, feedback=False):
+    """s' = A s + B a with a stable A: a dataset whose dynamics are known exactly (obs 4, act 2). Actions are
+    uniform, or with ``feedback`` a state-dependent policy a = clip(−s[:2] + noise), so that an action reveals
+    the state it was taken in."""
     system = np.random.default_rng(0)  # the same system for every seed; ``seed`` draws the trajectories
     a_mat = 0.95 * np.linalg.qr(system.normal(size=(4, 4)))[0]
     b_mat = 0.3 * system.normal(size=(4, 2))
@@ -21,7 +23,7 @@ def linear_system(episodes=150, length=24, seed=0):
     for _ in range(episodes):
         s = rng.normal(size=4)
         for _ in range(length):
-            a = rng.uniform(-1, 1, 2)
+            a = np.clip(-s[:2] + 0.3 * rng.normal(size=2), -1, 1) if feedback else rng.uniform(-1, 1, 2)
             s2 = a_mat @ s + b_mat @ a
             obs.append(s)
             act.append(a)
@@ -100,6 +102,22 @@ def test_dm_learns_a_linear_system(kind):
     mse = ((pred[:, 1:] - truth[:, 1:]) ** 2).mean()
     baseline = ((truth[:, 1:] - truth[:, 1:].mean(0)) ** 2).mean()  # predicting the mean state at each step
     assert mse < 0.1 * baseline, (float(mse), float(baseline))
+
+
+def test_the_last_row_action_is_the_pad_in_training_as_at_sampling():
+    """Eq. 2: a window's last row holds s_L and no action. Sampling conditions on the pad there, so the training
+    windows (and the network's input in training) must too, also where the episode goes on."""
+    ds = linear_system(episodes=10, feedback=True)
+    w = TrajectoryWindows(ds, 8)
+    x, _ = w[torch.arange(len(w))]
+    assert bool((x[:, -1, 4:] == w.pad_value).all())
+    module = denoiser(w, "regressor")
+    attach_windows(module, w)
+    seen = []
+    module.model.net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    module.training_step(0)
+    module.model.sample(x[:5, 0, :4], x[:5, :-1, 4:], torch.Generator().manual_seed(0))
+    assert len(seen) == 2 and all(bool((z[:, -1, 4:] == w.pad_value).all()) for z in seen)
 
 
 def test_ensemble_holdout_nll_decreases_and_reward_fits():

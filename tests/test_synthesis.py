@@ -104,23 +104,36 @@ def test_hopper_fall_truncates_after_the_first_terminal():
     states[0, k + 1 :, 0] = 0.5  # trajectory 0 falls: s_{k+1} is unhealthy, so transition k is terminal
     actions, rewards = torch.zeros(2, horizon, task.act_dim), torch.arange(2 * horizon, dtype=torch.float32).view(2, -1)
     done = task.terminal(states[:, 1:])
-    keep = R.keep_mask(torch.ones_like(done), done)
+    keep = R.keep_mask(done)
     t = R.to_transitions(states, actions, rewards, done, keep)
     assert keep[0].tolist() == [True] * (k + 1) + [False] * (horizon - k - 1) and bool(keep[1].all())
     assert len(t.obs) == (k + 1) + horizon
     assert t.done.tolist() == [0.0] * k + [1.0] + [0.0] * horizon
     assert t.rew[: k + 1].tolist() == rewards[0, : k + 1].tolist()
+    # Eq. 11 scores the whole horizon, before the cut (a survival bonus otherwise); the masked sum is a key
+    assert F.scores(rewards).tolist() == [sum(range(horizon)), sum(range(horizon, 2 * horizon))]
     assert F.scores(rewards, keep).tolist() == [sum(range(k + 1)), sum(range(horizon, 2 * horizon))]
 
 
-def test_padded_steps_cut_the_trajectory():
-    dm, _, _ = models()
-    states = torch.zeros(2, L + 1, OBS) + 0.1
-    states[1, 4:] = dm.pad_value * 2.0 + 0.1  # raw value of the pad sentinel
-    ok = ~R.padded_steps(dm, states)
-    assert ok[0].all() and ok[1].tolist() == [True] * 4 + [False] * (L - 3)
-    keep = R.keep_mask(ok[:, :-1] & ok[:, 1:], torch.zeros(2, L, dtype=torch.bool))
-    assert keep.sum(1).tolist() == [L, 3]
+class Exploding:
+    """A dynamics model that multiplies the state by 3 each step; NaN for trajectories whose s0[0] < 0."""
+
+    def step(self, s, a, generator=None, deterministic=True):
+        out = 3 * s
+        out[s[:, 0] < 0] = float("nan")
+        return out
+
+
+def test_the_box_clips_every_state_and_action_and_marks_non_finite_trajectories():
+    s0 = torch.tensor([[0.5, 0.1, 0.0, 0.0], [-0.5, 0.1, 0.0, 0.0], [0.2, 0.2, 0.2, 0.2]])
+    box = R.Box(-torch.ones(OBS), torch.ones(OBS), torch.full((ACT,), -0.5), torch.full((ACT,), 0.5))
+    box.reset(3)
+    states, actions = R.ensemble_rollout(Exploding(), lambda s: s[:, :2] * 10, s0, 4, box=box)
+    ok = states[[0, 2]]
+    assert float(ok.abs().max()) == 1.0 and float(actions[[0, 2]].abs().max()) == 0.5
+    torch.testing.assert_close(states[0, 2], torch.tensor([1.0, 0.9, 0.0, 0.0]))  # 0.5 → 1.5, clipped to 1 → 3 → 1
+    assert box.nonfinite.tolist() == [False, True, False]
+    assert box.seen == 12 and box.clipped == 4 + 3  # trajectory 0 from step 1 on, trajectory 2 from step 2 on
 
 
 def batch(n, value):

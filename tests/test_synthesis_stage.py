@@ -43,12 +43,16 @@ def test_policy_stage_with_synthesis_fills_the_buffer_and_logs(tmp_path, pretrai
     assert kept == [int(keep * 32)] * 2  # η·B_r each round (smoke B_r = 32)
     assert len(ckpt["synthetic"]["rows"]) == sum(made) == [e.value for e in tb.Scalars("synth/buffer_size")][-1]
     assert 0 < sum(made) <= 2 * int(keep * 32) * 16  # at most L = 16 transitions a trajectory
+    if synth == "dydiff":  # a maze never terminates and nothing else cuts a trajectory: all L transitions of each
+        assert made == [int(keep * 32) * 16] * 2
     assert [e.step for e in tb.Scalars("synth/seconds")] == [0, 5]  # rounds at the start of epochs 0 and 1
 
 
 @pytest.mark.parametrize("synth", ["synther", "synther_filtered"])
 def test_synther_generates_once_caches_and_fills_the_buffer(tmp_path, pretrained, synth):
-    policy(tmp_path / "a", pretrained, f"synth={synth}", "epochs=2")
+    summary = policy(tmp_path / "a", pretrained, f"synth={synth}", "epochs=2")
+    assert summary["real_ratio"] == 0.0  # SynthER's offline protocol: synthetic data alone
+    assert policy(tmp_path / "c", pretrained, f"synth={synth}", "synth.real_ratio=0.6", "epochs=1")["real_ratio"] == 0.6
     (cache,) = (pretrained / "synther").glob("samples-500-g*.pt")  # keyed by the round generator's seed
     stamp = cache.stat().st_mtime_ns
     policy(tmp_path / "b", pretrained, f"synth={synth}", "epochs=1")  # a second run reuses the cache

@@ -86,3 +86,28 @@ def test_synthesizer_runs_on_the_gpu(name, umaze_ds, pretrained, tmp_path):
     w = W.cuda()
     out, _ = s.generate(lambda obs: torch.tanh(obs.cuda() @ w), 8, torch.Generator("cuda").manual_seed(1))
     assert all(x.device.type == "cuda" for x in out)
+
+
+class Exploding(torch.nn.Module):
+    """Dynamics that triple the state each step, NaN where s0's x < 0."""
+
+    def step(self, s, a, generator=None, deterministic=True):
+        out = 3 * s
+        out[s[:, 0] < 0] = float("nan")
+        return out
+
+
+def test_dydiff_drops_non_finite_trajectories_and_keeps_the_rest_in_the_data_box(umaze_ds, pretrained, tmp_path):
+    pre = Pretrained({**pretrained.models, "dynamics": Exploding()})
+    s = build_synthesizer({"name": "dydiff", "horizon": L, "iterations": 1, "keep": 1.0}, umaze_ds, pre)
+    g = torch.Generator().manual_seed(4)
+    rows = torch.randint(len(umaze_ds.observations), (32,), generator=torch.Generator().manual_seed(4))
+    bad = int((torch.as_tensor(umaze_ds.observations)[rows, 0] < 0).sum())
+    out, metrics = s.generate(act, 32, g)
+    assert 0 < bad < 32 and metrics["dropped_nonfinite"] == bad and metrics["trajectories_kept"] == 32 - bad
+    assert len(out.obs) == (32 - bad) * L and bool(torch.isfinite(out.obs).all())
+    low, high = umaze_ds.observations.min(0), umaze_ds.observations.max(0)
+    for x in (out.obs, out.next_obs):  # inside the box of observations and next observations
+        assert bool((x >= torch.as_tensor(np.minimum(low, umaze_ds.next_observations.min(0)))).all())
+        assert bool((x <= torch.as_tensor(np.maximum(high, umaze_ds.next_observations.max(0)))).all())
+    assert 0 < metrics["clipped_state_share"] <= 1

@@ -1,8 +1,10 @@
 """Trajectory windows for the diffusion model (paper Eq. 2).
 
 A window holds L+1 states and L actions, x = [(s_0, a_0), …, (s_{L−1}, a_{L−1}), (s_L, ·)], taken with
-stride 1 inside an episode. An episode shorter than L gives one window padded at the end with
-``pad_value`` (just below −1 after min–max normalisation, so the DM learns where episodes end).
+stride 1 inside an episode. The last row's action entry is always the pad (Eq. 2 has no a_L), as it is at
+sampling: a window that does not end its episode must not show the model the next action. An episode
+shorter than L gives one window padded at the end with ``pad_value`` (just below −1 after min–max
+normalisation); padded states are left out of the loss.
 """
 
 from __future__ import annotations
@@ -62,17 +64,21 @@ class TrajectoryWindows:
         """Windows ``i`` (int, slice or index tensor) → x (…, L+1, obs+act) and state mask (…, L+1).
 
         Action t is real iff state t+1 is (``mask[..., t+1]``)."""
-        return gather_windows(self.rows, self.valid, self.starts[i], self.horizon)
+        return gather_windows(self.rows, self.valid, self.starts[i], self.horizon, self.obs_dim, self.pad_value)
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (…, L+1, D) → states (…, L+1, obs_dim), actions (…, L, act_dim)."""
         return x[..., : self.obs_dim], x[..., :-1, self.obs_dim :]
 
 
-def gather_windows(rows: torch.Tensor, valid: torch.Tensor, starts: torch.Tensor, horizon: int):
-    """rows[start : start + L + 1] for every start, on whatever device the tensors live."""
+def gather_windows(rows: torch.Tensor, valid: torch.Tensor, starts: torch.Tensor, horizon: int, obs_dim: int,
+                   pad_value: float):
+    """rows[start : start + L + 1] for every start, with the last row's action set to the pad (Eq. 2), on
+    whatever device the tensors live."""
     index = starts.unsqueeze(-1) + torch.arange(horizon + 1, device=starts.device)
-    return rows[index], valid[index]
+    x = rows[index]
+    x[..., -1, obs_dim:] = pad_value
+    return x, valid[index]
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ class DenoiserModule(Stage1Module):
     def training_step(self, step, batch_idx=None):
         d = self._train  # rows, valid, starts: see data.windows.TrajectoryWindows
         idx = self.indices(len(d["starts"]), (self.hparams.batch_size,))
-        x, valid = gather_windows(d["rows"], d["valid"], d["starts"][idx], self.hparams.horizon)
+        h = self.hparams
+        x, valid = gather_windows(d["rows"], d["valid"], d["starts"][idx], h.horizon, h.obs_dim, h.pad_value)
         loss, _ = self.model.loss(x, valid, self.generator(1))
         loss = loss.mean()
         self.metric("train/loss", loss, prog_bar=True)

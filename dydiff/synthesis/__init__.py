@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 PLUGINS = ("dydiff", "real_env", "synther")  # the modules whose synthesizers register themselves (@register)
-ROUND_KEYS = ("name", "num_trajectories", "buffer_size", "figure_every")  # read by the round, not the synthesizer
+# read by the policy stage and the round, not by the synthesizer
+ROUND_KEYS = ("name", "num_trajectories", "buffer_size", "figure_every", "real_ratio")
 
 
 def synthesizers() -> dict:

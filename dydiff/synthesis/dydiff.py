@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dydiff.data.dataset import OfflineDataset
@@ -21,7 +22,8 @@ class DyDiff(Synthesizer):
     def __init__(self, ds: OfflineDataset, pretrained, cache_dir=None, horizon: int | None = None,
                  iterations: int = 1, blend: float = 0.5, filter: str = "softmax", keep: float = 0.6,
                  temperature: float = 0.05, deterministic: bool = True, ensemble_sample: bool = False,
-                 chunk: int = 4096, start_epoch: int = 0, every: int = 1):
+                 chunk: int = 4096, clip: bool = True, score_masked: bool = False, start_epoch: int = 0,
+                 every: int = 1):
         super().__init__(start_epoch, every)
         if pretrained.dynamics is None or pretrained.reward is None:
             raise FileNotFoundError("DyDiff needs the stage-1 dynamics ensemble and reward model: run "
@@ -37,36 +39,49 @@ class DyDiff(Synthesizer):
         self.iterations, self.blend, self.filter, self.keep = iterations, blend, filter, keep
         self.temperature, self.deterministic, self.ensemble_sample, self.chunk = (temperature, deterministic,
                                                                                   ensemble_sample, chunk)
+        self.score_masked = score_masked
+        states = np.concatenate([ds.observations, ds.next_observations])
+        self.box = R.Box(*(torch.as_tensor(x) for x in (states.min(0), states.max(0), ds.actions.min(0),
+                                                         ds.actions.max(0)))) if clip else None
 
     def to(self, device) -> DyDiff:
         for m in (self.dynamics, self.reward, self.denoiser):
             if m is not None:
                 m.to(device)
         self.starts = self.starts.to(device)
+        if self.box is not None:
+            self.box.to(device)
         return self
 
     @torch.no_grad()
     def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
         s0 = self.starts[torch.randint(len(self.starts), (n,), generator=generator, device=self.starts.device)]
+        if self.box is not None:
+            self.box.reset(n)
         states, actions = R.ensemble_rollout(self.dynamics, act, s0, self.horizon, generator,
-                                             not self.ensemble_sample)
+                                             not self.ensemble_sample, self.box)
         self.notify(0, states)
         changes = []
         for m in range(1, self.iterations + 1):  # one iteration at a time: the same numbers as R.refine(M)
             states, actions, change = R.refine(self.denoiser, act, states, actions, 1, self.blend, generator,
-                                               self.chunk)
+                                               self.chunk, self.box)
             changes += change
             self.notify(m, states)
-        ok = ~R.padded_steps(self.denoiser, states) if self.iterations else torch.ones_like(states[..., 0], dtype=bool)
-        valid, done = ok[:, :-1] & ok[:, 1:], self.task.terminal(states[:, 1:])
-        keep = R.keep_mask(valid, done)
+        done = self.task.terminal(states[:, 1:])
+        keep = R.keep_mask(done)
         rewards = self.reward(states[:, :-1], actions)
-        score = F.scores(rewards, keep)
-        sel = F.select(score, int(self.keep * n), self.filter, self.temperature, generator)
+        score = F.scores(rewards, keep if self.score_masked else None)  # Eq. 11: the whole horizon
+        finite = torch.isfinite(states).flatten(1).all(1) & torch.isfinite(actions).flatten(1).all(1) & \
+            torch.isfinite(score)
+        if self.box is not None:
+            finite &= ~self.box.nonfinite
+        ok = torch.nonzero(finite).squeeze(1)  # non-finite trajectories are dropped before the filter
+        sel = ok[F.select(score[ok], min(int(self.keep * n), len(ok)), self.filter, self.temperature, generator)]
         out = R.to_transitions(states[sel], actions[sel], rewards[sel], done[sel], keep[sel])
         metrics = {"trajectories_kept": len(sel), "transitions": len(out.obs),
-                   "predicted_return_all": float(score.mean()), "predicted_return_kept": float(score[sel].mean()),
+                   "predicted_return_all": float(score[ok].mean()), "predicted_return_kept": float(score[sel].mean()),
                    "cut_by_termination": float((done & keep).any(1).float().mean()),
-                   "cut_by_padding": float((~valid).any(1).float().mean())}
+                   "dropped_nonfinite": n - len(ok),
+                   "clipped_state_share": self.box.clipped_share if self.box is not None else 0.0}
         metrics.update({f"state_change_iter{m + 1}": c for m, c in enumerate(changes)})
         return out, metrics

@@ -1,6 +1,6 @@
 """The filter of DyDiff (Eq. 11), on batched tensors:
 
-  score = Σ_i r̂_ψ(s_i, a_i) over the transitions a trajectory keeps;
+  score = Σ_{i<L} r̂_ψ(s_i, a_i) over the whole horizon, before any termination cut (the official code too);
   hardmax keeps the top ⌊η·B_r⌋ trajectories, softmax draws ⌊η·B_r⌋ without replacement with p ∝ exp(z/T),
   z the z-scored scores (DyDiff-H and DyDiff-S).
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 
 
-def scores(rewards: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: the predicted return of each trajectory over the transitions it keeps: (B,)."""
-    return (rewards * keep).sum(1)
+def scores(rewards: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 11: the predicted return of each trajectory over all L steps (B,); with ``keep``, only over the
+    transitions it keeps after the termination cut (a survival bonus where episodes terminate: not the paper's)."""
+    return rewards.sum(1) if keep is None else (rewards * keep).sum(1)
 
 
 def select(score: torch.Tensor, n: int, method: str = "softmax", temperature: float = 0.05,

@@ -52,7 +52,7 @@ class RealEnv(Synthesizer):
         rows = torch.randint(len(self.ds.observations), (n,), generator=generator, device=dev).cpu().numpy()
         states, actions, rewards, done = (torch.as_tensor(x, device=dev) for x in self.rollout(act, rows))
         self.notify(0, states)
-        keep = R.keep_mask(torch.ones_like(done), done)
+        keep = R.keep_mask(done)
         score = F.scores(rewards, keep)
         sel = F.select(score, int(self.keep * n), self.filter, self.temperature, generator)
         out = R.to_transitions(states[sel], actions[sel], rewards[sel], done[sel], keep[sel])
