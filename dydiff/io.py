@@ -3,8 +3,10 @@ Used for Lightning checkpoints, SAC snapshots, caches, manifests, summaries and 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,10 +16,11 @@ import torch
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on an error it is removed."""
+    """Yield a temporary path beside ``path``, unique to this writer (process and call); on success it replaces
+    ``path``, on an error it is removed. Concurrent writers never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -35,3 +38,17 @@ def write_json(path: str | Path, obj, **kw) -> None:
     """``json.dump`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, **kw))
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` (POSIX ``flock``) for a build-if-missing: one process builds while the
+    others wait, then find the result. The lock is released when the block ends or the process dies."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -22,6 +22,7 @@ from dydiff.data.d4rl import read_d4rl, write_d4rl
 from dydiff.data.dataset import OfflineDataset
 from dydiff.data.minari_io import load_minari
 from dydiff.envs.registry import TASKS, get_task
+from dydiff.io import locked
 
 log = logging.getLogger(__name__)
 BUILTIN = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
@@ -38,14 +39,37 @@ def builtin_path(name: str, settings: dict, data_dir: str | Path) -> Path:
 
 
 def cached(path: Path, settings: dict, name: str) -> OfflineDataset | None:
-    """The dataset cached at ``path`` if it was built with exactly ``settings``."""
-    if path.exists():
+    """The dataset cached at ``path`` if it was built with exactly ``settings`` and its content is intact (it
+    reads, and its arrays hash to the fingerprint stored when it was written); a corrupt file is removed."""
+    if not path.exists():
+        return None
+    try:
         with h5py.File(path, "r") as f:
-            if json.loads(f.attrs.get("generator", "{}")) == settings:
-                log.info("loading cached built-in dataset %s", path)
-                return read_d4rl(str(path), name)
-        log.info("generator settings changed: rebuilding %s", path)
-    return None
+            same, stored = json.loads(f.attrs.get("generator", "{}")) == settings, f.attrs.get("fingerprint")
+        if not same:
+            log.info("generator settings changed: rebuilding %s", path)
+            return None
+        ds = read_d4rl(str(path), name)
+        if stored is not None and ds.fingerprint != stored:
+            raise ValueError(f"its arrays hash to {ds.fingerprint}, not to the stored {stored}")
+    except Exception as e:  # noqa: BLE001 - any unreadable cache is rebuilt the same way
+        log.warning("the cached built-in dataset %s is corrupt (%s): removing it and building it again", path, e)
+        path.unlink(missing_ok=True)
+        return None
+    log.info("loading cached built-in dataset %s", path)
+    return ds
+
+
+def build_or_load(path: Path, settings: dict, name: str, build) -> OfflineDataset:
+    """The cached dataset, or ``build()`` written to the cache, under a lock: of several processes that need the
+    same dataset, one builds and the others wait and load it."""
+    with locked(path):
+        if (ds := cached(path, settings, name)) is not None:
+            return ds
+        ds = build()
+        write_d4rl(ds, path, attrs={"generator": json.dumps(settings, sort_keys=True), "fingerprint": ds.fingerprint})
+        log.info("built %s -> %s", name, path)
+        return read_d4rl(str(path), name)
 
 
 def load_builtin_locomotion(name: str, size: int, sac: dict, medium_return: float, seed: int = 0,
@@ -61,21 +85,18 @@ def load_builtin_locomotion(name: str, size: int, sac: dict, medium_return: floa
                  "medium_return": float(medium_return), "version": GENERATOR_VERSION}
     settings = {"name": name, "size": int(size), "ref_episodes": int(ref_episodes),
                 "behaviour": {**behaviour, "sac": dict(sac)}}
-    path = builtin_path(name, settings, data_dir)
-    if (ds := cached(path, settings, name)) is not None:
-        return ds
-    if kind == "medium-expert":  # the two cached (or built) datasets, concatenated
-        kw = dict(size=size, sac=sac, medium_return=medium_return, seed=seed, data_dir=data_dir,
-                  ref_episodes=ref_episodes, progress=progress)
-        parts = [load_builtin_locomotion(f"builtin-{env}-{k}", **kw) for k in ("medium", "expert")]
-        ds = concatenate(parts, f"builtin:{env}-{kind}")
-    else:
+
+    def build():
+        if kind == "medium-expert":  # the two cached (or built) datasets, concatenated
+            kw = dict(size=size, sac=sac, medium_return=medium_return, seed=seed, data_dir=data_dir,
+                      ref_episodes=ref_episodes, progress=progress)
+            parts = [load_builtin_locomotion(f"builtin-{env}-{k}", **kw) for k in ("medium", "expert")]
+            return concatenate(parts, f"builtin:{env}-{kind}")
         bdir = Path(data_dir).expanduser() / "builtin" / "behaviour" / f"{env}-seed{seed}-{settings_key(behaviour)}"
-        ds = build_locomotion(get_task(env), kind, size, bdir, dict(sac), medium_return, seed, ref_episodes,
-                              progress)
-    write_d4rl(ds, path, attrs={"generator": json.dumps(settings, sort_keys=True)})
-    log.info("built %s -> %s", name, path)
-    return read_d4rl(str(path), name)
+        return build_locomotion(get_task(env), kind, size, bdir, dict(sac), medium_return, seed, ref_episodes,
+                                progress)
+
+    return build_or_load(builtin_path(name, settings, data_dir), settings, name, build)
 
 
 def load_builtin(
@@ -100,15 +121,14 @@ def load_builtin(
         "ref_episodes": int(ref_episodes),
         "version": GENERATOR_VERSION,
     }
-    path = builtin_path(name, settings, data_dir)
-    if (ds := cached(path, settings, name)) is not None:
+
+    def build():
+        task = get_task(name)
+        ds = generate_maze_dataset(task, size, seed, action_noise, jitter, progress=progress)
+        ds.ref_random, ds.ref_expert = measure_references(task, ref_episodes)
         return ds
-    task = get_task(name)
-    ds = generate_maze_dataset(task, size, seed, action_noise, jitter, progress=progress)
-    ds.ref_random, ds.ref_expert = measure_references(task, ref_episodes)
-    write_d4rl(ds, path, attrs={"generator": json.dumps(settings, sort_keys=True)})
-    log.info("built %s -> %s", name, path)
-    return read_d4rl(str(path), name)
+
+    return build_or_load(builtin_path(name, settings, data_dir), settings, name, build)
 
 
 def load_dataset(

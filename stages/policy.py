@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dydiff.algos import ALGOS
 from dydiff.checkpoints import dataset_key, load_pretrained, pretrain_path
 from dydiff.lightning.evaluation import Evaluator
-from dydiff.lightning.trainer import make_trainer
+from dydiff.lightning.trainer import make_trainer, resume_path
 from dydiff.settings import check_policy
 from dydiff.sources import load_dataset
 from dydiff.synthesis import build_synthesizer, synthesizers
@@ -60,8 +60,7 @@ def run(cfg: DictConfig) -> dict:
     print(ds.describe())
     trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,
                            log_dir=c["log_dir"], progress=c["progress"], callbacks=[evaluator], **c["trainer"])
-    last = out / "last.ckpt"
-    trainer.fit(module, ckpt_path=str(last) if c["resume"] and last.exists() else None)
+    trainer.fit(module, ckpt_path=resume_path(out / "last.ckpt") if c["resume"] else None)
     summary = evaluator.summary()  # every rank has every evaluation (gathered); rank 0 also wrote summary.json
     s = summary["last5_score_mean"]
     print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {c['seed']}): normalized "

@@ -11,6 +11,7 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 
@@ -24,11 +25,12 @@ from dydiff.algos.networks import TanhGaussianActor, TwinQ
 from dydiff.algos.optim import adam, polyak
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import Task
-from dydiff.io import save_atomic
+from dydiff.io import locked, save_atomic
 from dydiff.progress import track
 from dydiff.types import KEYS, STATE_KEYS, Transitions
 
 BUFFER_KEYS = (*KEYS, *STATE_KEYS)
+log = logging.getLogger(__name__)
 
 
 class SAC(nn.Module):
@@ -122,6 +124,19 @@ def load_actor(path: str | Path, task: Task, hidden: int = 256) -> SAC:
     return agent
 
 
+def load_or_discard(path: Path):
+    """``torch.load`` of a cache file; a corrupt one is removed with a warning (and is then built again)."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is treated the same way
+        log.warning("%s is corrupt (%s): removing it; the run that wrote it is redone from its last good state",
+                    path, e)
+        path.unlink()
+        return None
+
+
 def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium_return: float | None = None,
               max_steps: int | None = None, **kw) -> dict:
     """Train (or resume, or just load when finished) SAC for ``steps`` steps in ``out_dir``: checkpoint.pt
@@ -131,10 +146,12 @@ def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium
     buffer with a fresh episode and generators seeded by (seed, steps): so a finished shorter run is continued,
     not repeated, and the result equals an uninterrupted one. Keyword arguments: ``SACRun``'s.
     Returns {buffer arrays, agent, medium_step, evaluations, dir (where the snapshots are)}."""
-    res = SACRun(task, Path(out_dir), steps, seed, medium_return, **kw).run()
-    if res["medium_step"] is not None or medium_return is None or not max_steps or max_steps <= steps:
-        return res
-    return SACRun(task, Path(out_dir) / f"extended-{max_steps}", max_steps, seed, medium_return, init=res, **kw).run()
+    with locked(Path(out_dir) / "run"):  # one process trains; others wait, then load the finished run
+        res = SACRun(task, Path(out_dir), steps, seed, medium_return, **kw).run()
+        if res["medium_step"] is not None or medium_return is None or not max_steps or max_steps <= steps:
+            return res
+        return SACRun(task, Path(out_dir) / f"extended-{max_steps}", max_steps, seed, medium_return, init=res,
+                      **kw).run()
 
 
 class SACRun:
@@ -153,12 +170,11 @@ class SACRun:
         self.ckpt, self.done_path = out / "checkpoint.pt", out / "buffer.pt"
 
     def run(self) -> dict:
-        if self.done_path.exists():
-            res = torch.load(self.done_path, weights_only=True)
+        if (res := load_or_discard(self.done_path)) is not None:
             return {**res, "buffer": {k: v.numpy() for k, v in res["buffer"].items()}, "dir": self.out}
         self.start()
-        if self.resume and self.ckpt.exists():
-            self.restore(torch.load(self.ckpt, weights_only=True))
+        if self.resume and (st := load_or_discard(self.ckpt)) is not None:
+            self.restore(st)
         writer = None
         if self.log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -28,11 +30,45 @@ class Steps:
         return self.n
 
 
+class CheckpointError(RuntimeError):
+    pass
+
+
+def previous(path: str | Path) -> Path:
+    """Where the checkpoint before ``path`` is kept: ``last.ckpt`` → ``last-prev.ckpt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-prev{path.suffix}")
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoints through ``save_atomic``."""
+    """Lightning's checkpoints through ``save_atomic``; the one each replaces is kept as ``<name>-prev.ckpt``, so a
+    resume can fall back to it."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if Path(path).exists():
+            os.replace(path, previous(path))
         save_atomic(checkpoint, path)
+
+
+def resume_path(last: str | Path) -> str | None:
+    """The checkpoint to resume from: ``last`` if it reads, else its previous one (said so on stdout), else None
+    where neither exists. Neither readable: a ``CheckpointError`` that names the files and the way out."""
+    problems = []
+    for path in (Path(last), previous(last)):
+        if not path.exists():
+            continue
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported the same way
+            problems.append(f"{path} ({type(e).__name__}: {e})")
+            continue
+        if problems:
+            print(f"resume: {problems[0]} is unreadable; resuming from the previous checkpoint {path}", flush=True)
+        return str(path)
+    if problems:
+        raise CheckpointError(f"cannot resume: {'; '.join(problems)}. Delete {Path(last).parent} to start this run "
+                              f"afresh, or set resume=false to train from scratch")
+    return None
 
 
 def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: str | None = "val/loss",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dydiff.data.dataset import OfflineDataset
-from dydiff.lightning.trainer import Steps, make_trainer
+from dydiff.lightning.trainer import Steps, make_trainer, resume_path
 from dydiff.stage1 import MODULES
 from dydiff.stage1.base import Stage1Data
 
@@ -37,6 +37,5 @@ def train_model(name: str, data: Stage1Data, out_dir: Path, module_kwargs: dict,
     steps = kw.pop("steps_per_epoch")
     trainer = make_trainer(out_dir / name, f"{Path(out_dir).parent.name}/pretrain/{name}", log_dir=log_dir,
                            log_every_n_steps=min(50, steps), **kw)
-    last = out_dir / name / "last.ckpt"
-    trainer.fit(module, Steps(steps), Steps(1), ckpt_path=str(last) if resume and last.exists() else None)
+    trainer.fit(module, Steps(steps), Steps(1), ckpt_path=resume_path(out_dir / name / "last.ckpt") if resume else None)
     return module, trainer

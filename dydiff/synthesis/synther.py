@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from dydiff.data.dataset import OfflineDataset
-from dydiff.io import save_atomic
+from dydiff.io import locked, save_atomic
 from dydiff.synthesis import filter as F
 from dydiff.synthesis.base import Synthesizer, register
 from dydiff.types import Transitions
+
+log = logging.getLogger(__name__)
 
 
 @register("synther", "synther_filtered")
@@ -45,13 +48,18 @@ class SynthER(Synthesizer):
 
     def cached(self, n: int, generator: torch.Generator) -> Transitions:
         """The unfiltered samples: loaded from the cache, or generated and cached (atomically)."""
-        path = self.cache_dir / f"samples-{n}-g{generator.initial_seed()}.pt" if self.cache_dir else None
-        if path is not None and path.exists():
-            return Transitions(*torch.load(path, map_location=self.model.center.device, weights_only=True))
-        t = self.model.sample(n, generator, self.chunk)
-        if path is not None:
+        if self.cache_dir is None:
+            return self.model.sample(n, generator, self.chunk)
+        path = self.cache_dir / f"samples-{n}-g{generator.initial_seed()}.pt"
+        with locked(path):  # runs of several algorithms with one seed share the samples: one process makes them
+            if path.exists():
+                try:
+                    return Transitions(*torch.load(path, map_location=self.model.center.device, weights_only=True))
+                except Exception as e:  # noqa: BLE001 - any unreadable cache is made again
+                    log.warning("SynthER's cache %s is corrupt (%s): sampling again", path, e)
+            t = self.model.sample(n, generator, self.chunk)
             save_atomic(tuple(x.cpu() for x in t), path)
-        return t
+            return t
 
     @torch.no_grad()
     def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
