@@ -50,7 +50,8 @@ def test_policy_resume_after_a_truncated_checkpoint_continues_from_the_previous_
     def cfg(*overrides):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             return compose("policy", overrides=["preset=smoke", f"data_dir={tmp_path}/data", "progress=false",
-                                                f"checkpoint_dir={tmp_path}/ck", f"log_dir={tmp_path}/runs", *overrides])
+                                                f"checkpoint_dir={tmp_path}/ck", f"log_dir={tmp_path}/runs",
+                                                *overrides])
 
     run(cfg("epochs=2"))
     last = tmp_path / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt"
