@@ -28,6 +28,8 @@ def check_policy(c: dict, pretrain_dir: str | Path | None = None) -> None:
            "must be an integer ≥ 0")
     _check(isinstance(c["algo"]["steps_per_epoch"], int) and c["algo"]["steps_per_epoch"] >= 1,
            "algo.steps_per_epoch", c["algo"]["steps_per_epoch"], "must be an integer ≥ 1")
+    _check(c.get("protocol", "equal") in ("equal", "official"), "protocol", c.get("protocol"),
+           "must be equal or official")
     _check(_number(c["real_ratio"]) and 0 <= c["real_ratio"] <= 1, "real_ratio", c["real_ratio"],
            "α, the real share of each batch, must be in [0, 1]")
     s = c["synth"]

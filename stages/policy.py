@@ -25,6 +25,13 @@ from dydiff.synthesis import build_synthesizer, synthesizers
 from dydiff.synthesis.round import SynthesisRound
 
 
+def steps_per_epoch(c: dict) -> int:
+    """Updates an epoch: the same for every data source (protocol=equal), or the official code's (protocol=official)."""
+    if c["protocol"] == "equal":
+        return c["algo"]["steps_per_epoch"]
+    return c["algo"]["official_steps_per_epoch"]["base" if c["synth"]["name"] == "none" else "synthetic"]
+
+
 def build(c: dict):
     """The dataset, the policy module with its data (and synthesis round) attached, the evaluator, the run folder."""
     check_policy(c, pretrain_path(c))
@@ -37,7 +44,7 @@ def build(c: dict):
     real_ratio = s.get("real_ratio", c["real_ratio"])  # α; SynthER's own protocol sets it in conf/synth/synther.yaml
     torch.manual_seed(c["seed"])  # initial weights
     module = ALGOS[algo](obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name, obs_mean=mean,
-                         obs_std=std, batch_size=c["batch_size"], steps_per_epoch=c["algo"]["steps_per_epoch"],
+                         obs_std=std, batch_size=c["batch_size"], steps_per_epoch=steps_per_epoch(c),
                          seed=c["seed"], real_ratio=real_ratio, updates_per_step=c["updates_per_step"],
                          **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dydiff.algos import ALGOS
+from dydiff.algos.optim import polyak
 from dydiff.types import Transitions
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -195,3 +196,39 @@ def test_critic_converges_on_one_step_bandit(algo):
     err = float(((q1 - rew) ** 2).mean())
     assert err < 0.05 * float(rew.var()), err
     np.testing.assert_allclose(q1.numpy(), q2.numpy(), atol=0.5)
+
+
+def test_cql_follows_corl_order_and_initialisation():
+    """CORL: the three losses come from the same actor, then temperature, actor and critic step (replayed here by
+    hand, update by update, from a copy); the actor's log-std is m·out + b from m = 1, b = −1; log α' starts at 1;
+    the temperature learns at the policy's rate."""
+    m = make("cql", seed=4)
+    ref = copy.deepcopy(m)
+    assert float(m.actor.log_std_multiplier) == 1.0 and float(m.actor.log_std_offset) == -1.0
+    assert float(m.log_alpha_prime) == 1.0 and m.hparams.alpha_lr == m.hparams.policy_lr == 3e-5
+    fit(m)
+    actor_opt, critic_opt, alpha_opt, _ = ref.configure_optimizers()
+    for k in range(3):
+        g = torch.Generator().manual_seed(4 * 1_000_003 + k)
+        b = ref.sample_batch(g)
+        loss_a, loss_alpha = ref.actor_loss(b.obs, g)
+        loss_c, _ = ref.critic_loss(b, g)
+        for opt, loss in ((alpha_opt, loss_alpha), (actor_opt, loss_a), (critic_opt, loss_c)):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        polyak(ref.critic_target, ref.critic, ref.hparams.tau)
+    for (k, v), w in zip(m.state_dict().items(), ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def test_diffql_rolls_out_with_one_reverse_diffusion_sample():
+    """Synthetic rollouts take one sample of the diffusion actor (the official DyDiff code), not the best of 50."""
+    m = make("diffql", seed=1)
+    calls = []
+    m.actor.register_forward_pre_hook(lambda mod, args: calls.append(len(args[0])))
+    obs = torch.randn(7, 4)
+    a = m.rollout_act(obs, True, torch.Generator().manual_seed(0))
+    m.act(obs, True, torch.Generator().manual_seed(0))
+    assert a.shape == (7, 2) and calls == [7, 7 * m.hparams.eval_samples]
+    assert torch.equal(a, m.actor(m.norm(obs), torch.Generator().manual_seed(0)))

@@ -25,6 +25,7 @@ def compose_stage(name, tmp, *overrides):
     (["synth=dydiff", "synth.filter=topk"], "synth.filter='topk'"),
     (["synth=real_env", "num_trajectories=1", "trainer=ddp_cpu"], "synth.num_trajectories=1"),
     (["synth=synther", "synth.real_ratio=-0.1"], "synth.real_ratio=-0.1"),
+    (["protocol=paper"], "protocol='paper'"),
 ])
 def test_policy_stage_refuses_bad_settings_before_loading_data(tmp_path, overrides, key):
     from stages.policy import run
@@ -52,3 +53,18 @@ def test_pretrain_stage_refuses_bad_settings(tmp_path):
     with pytest.raises(SettingsError, match="unknown model"):
         run(compose_stage("pretrain", tmp_path, "models=[denoiser,world_model]"))
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("algo, synth, steps", [("td3bc", "none", 250), ("td3bc", "dydiff", 500),
+                                                ("diffql", "none", 500), ("diffql", "dydiff", 250),
+                                                ("cql", "none", 500), ("cql", "synther", 500)])
+def test_the_official_protocol_takes_the_official_codes_epoch_lengths(tmp_path, algo, synth, steps):
+    from omegaconf import OmegaConf
+
+    from stages.policy import steps_per_epoch
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        official = OmegaConf.to_container(compose("policy", overrides=[f"algo={algo}", f"synth={synth}",
+                                                                       "protocol=official"]), resolve=True)
+        equal = OmegaConf.to_container(compose("policy", overrides=[f"algo={algo}", f"synth={synth}"]), resolve=True)
+    assert steps_per_epoch(official) == steps and steps_per_epoch(equal) == equal["algo"]["steps_per_epoch"]

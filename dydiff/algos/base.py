@@ -63,7 +63,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """One synthesis round (DyDiff: Algorithm 1 lines 4-12) into the synthetic buffer, when due."""
         if self.round is not None:
-            self.round.run(self.current_epoch, self.act, self)
+            self.round.run(self.current_epoch, self.rollout_act, self)
 
     def train_dataloader(self):
         """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid
@@ -123,6 +123,10 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         """Actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         return self.policy_action(self.norm(obs), deterministic, generator)
+
+    def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        """How the policy acts in synthetic rollouts and relabelling: as ``act`` unless an algorithm says otherwise."""
+        return self.act(obs, deterministic, generator)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

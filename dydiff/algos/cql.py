@@ -18,18 +18,20 @@ from dydiff.types import Transitions
 
 class CQL(PolicyModule):
     def __init__(self, obs_dim: int, act_dim: int, task: str, discount: float = 0.99, tau: float = 0.005,
-                 policy_lr: float = 3e-5, critic_lr: float = 3e-4, alpha_lr: float = 3e-4, hidden: int = 256,
-                 layers: int = 3, orthogonal_init: bool = True, n_actions: int = 10, cql_weight: float = 10.0,
+                 policy_lr: float = 3e-5, critic_lr: float = 3e-4, alpha_lr: float = 3e-5, hidden: int = 256,
+                 layers: int = 3, orthogonal_init: bool = True, actor_orthogonal: bool = False,
+                 log_std_affine: bool = True, corl_order: bool = True, n_actions: int = 10, cql_weight: float = 10.0,
                  temperature: float = 1.0, importance_sample: bool = True, lagrange: bool = False,
                  target_action_gap: float = -1.0, backup_entropy: bool = False, target_entropy: float | None = None,
                  **base):
         super().__init__(obs_dim, act_dim, task, **base)
         self.save_hyperparameters()
-        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden, layers, orthogonal_init)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden, layers, actor_orthogonal,
+                                       log_std_affine=log_std_affine, small_last=not actor_orthogonal)
         self.critic = TwinQ(obs_dim, act_dim, hidden, layers, orthogonal=orthogonal_init)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.zeros(()))
-        self.log_alpha_prime = torch.nn.Parameter(torch.zeros(()))
+        self.log_alpha_prime = torch.nn.Parameter(torch.ones(()))  # CORL starts α' = e¹
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
 
     def configure_optimizers(self):
@@ -89,16 +91,21 @@ class CQL(PolicyModule):
         return td + terms[0] + terms[1], prime_loss
 
     def training_step(self, step, batch_idx=None):
+        """CORL's order: the policy, temperature and critic losses from the same actor, then the steps (temperature,
+        actor, critic). ``corl_order=False``: the critic loss after the actor's step (this project's earlier order)."""
         actor_opt, critic_opt, alpha_opt, prime_opt = self.optimizers()
         for g, b in self.batches(step):
             loss_a, loss_alpha = self.actor_loss(b.obs, g)
+            if self.hparams.corl_order:
+                loss_c, loss_prime = self.critic_loss(b, g)
             alpha_opt.zero_grad()
             self.backprop(loss_alpha)
             alpha_opt.step()
             actor_opt.zero_grad()
             self.backprop(loss_a)
             actor_opt.step()
-            loss_c, loss_prime = self.critic_loss(b, g)
+            if not self.hparams.corl_order:
+                loss_c, loss_prime = self.critic_loss(b, g)
             if loss_prime is not None:
                 prime_opt.zero_grad()
                 self.backprop(loss_prime, retain_graph=True)

@@ -26,7 +26,7 @@ class DiffQL(PolicyModule):
     def __init__(self, obs_dim: int, act_dim: int, task: str, discount: float = 0.99, tau: float = 0.005,
                  eta: float = 1.0, lr: float = 3e-4, grad_norm: float = 1.0, diffusion_steps: int = 5,
                  hidden: int = 256, ema_decay: float = 0.995, ema_every: int = 5, ema_start: int = 1000,
-                 eval_samples: int = 50, **base):
+                 eval_samples: int = 50, rollout_samples: int = 1, **base):
         super().__init__(obs_dim, act_dim, task, **base)
         self.save_hyperparameters()
         self.actor = DiffusionActor(obs_dim, act_dim, hidden, diffusion_steps)
@@ -37,14 +37,26 @@ class DiffQL(PolicyModule):
     def configure_optimizers(self):
         return adam(self.actor.parameters(), self.hparams.lr), adam(self.critic.parameters(), self.hparams.lr)
 
-    @torch.no_grad()
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
-        n, k = len(obs_n), self.hparams.eval_samples
+        return self.best_of(obs_n, self.hparams.eval_samples, deterministic, generator)
+
+    @torch.no_grad()
+    def best_of(self, obs_n: torch.Tensor, k: int, deterministic: bool = True, generator=None) -> torch.Tensor:
+        """One of ``k`` sampled actions per state: the argmax of Q, or drawn by softmax over Q."""
+        n = len(obs_n)
         rep = obs_n.repeat_interleave(k, 0)
         actions = self.actor(rep, generator)
         q = torch.min(*self.critic_target(rep, actions)).view(n, k)
         pick = q.argmax(1) if deterministic else torch.multinomial(F.softmax(q, 1), 1, generator=generator)[:, 0]
         return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
+
+    @torch.no_grad()
+    def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        """Synthetic rollouts: one reverse-diffusion sample per state (the official DyDiff code), 1/50 of the
+        evaluation's cost; ``rollout_samples`` > 1 picks among that many by Q, as evaluation does."""
+        obs_n = self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        k = self.hparams.rollout_samples
+        return self.actor(obs_n, generator) if k == 1 else self.best_of(obs_n, k, deterministic, generator)
 
     def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
         obs, nxt = b.obs, b.next_obs

@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def mlp(d_in: int, d_out: int, hidden: int = 256, layers: int = 2, act=nn.ReLU, orthogonal: bool = False):
+def mlp(d_in: int, d_out: int, hidden: int = 256, layers: int = 2, act=nn.ReLU, orthogonal: bool = False,
+        small_last: bool = False):
+    """An MLP. ``orthogonal``: CORL's orthogonal initialisation (gain √2, the last layer 1e-2); ``small_last``:
+    CORL's default otherwise, PyTorch's init with the last layer Xavier-uniform at gain 1e-2."""
     dims = [d_in] + [hidden] * layers
     mods = [m for a, b in zip(dims[:-1], dims[1:], strict=True) for m in (nn.Linear(a, b), act())]
     net = nn.Sequential(*mods, nn.Linear(dims[-1], d_out))
@@ -19,6 +22,9 @@ def mlp(d_in: int, d_out: int, hidden: int = 256, layers: int = 2, act=nn.ReLU, 
                 nn.init.orthogonal_(m.weight, gain=math.sqrt(2))
                 nn.init.zeros_(m.bias)
         nn.init.orthogonal_(net[-1].weight, gain=1e-2)
+    elif small_last:
+        nn.init.xavier_uniform_(net[-1].weight, gain=1e-2)
+        nn.init.zeros_(net[-1].bias)
     return net
 
 
@@ -38,15 +44,25 @@ class TanhGaussianActor(nn.Module):
     """SAC's actor: a = tanh(μ + σ·ε); log-probabilities with the tanh change of variables."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, orthogonal: bool = False,
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, log_std_affine: bool = False,
+                 small_last: bool = False):
+        """``log_std_affine``: CORL's CQL actor, log σ = m·net + b with a learnable m (from 1) and b (from −1)."""
         super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden, layers, orthogonal=orthogonal)
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, layers, orthogonal=orthogonal, small_last=small_last)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        if log_std_affine:
+            self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
+            self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
+
+    def mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        if hasattr(self, "log_std_offset"):
+            log_std = self.log_std_multiplier * log_std + self.log_std_offset
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False):
         """(action, log π(action|obs)); the deterministic action is tanh(μ)."""
-        mean, log_std = self.net(obs).chunk(2, -1)
-        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        mean, log_std = self.mean_log_std(obs)
         if deterministic:
             return torch.tanh(mean), None
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -56,8 +72,7 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(pre), log_prob
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        mean, log_std = self.net(obs).chunk(2, -1)
-        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        mean, log_std = self.mean_log_std(obs)
         pre = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
         lp = (-0.5 * ((pre - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         return lp - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
