@@ -185,6 +185,32 @@ def write_figures(runs: list[dict], out: Path) -> dict:
     return made
 
 
+# Student's t, two-sided 95%: t_{0.975, df} for df = 1..30 (beyond: 1.96)
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def paired_differences(runs: list[dict]) -> list[dict]:
+    """For each dataset × algorithm, every pair of data sources over the seeds both have (the same evaluation
+    episodes, seeded by (seed, evaluation)): the per-seed differences b − a, their mean and a 95% t interval."""
+    by = defaultdict(dict)
+    for r in runs:
+        by[(r["dataset"], r["algo"], column(r))][r["seed"]] = float(r["last5_score_mean"])
+    out = []
+    for (d, algo, a), sa in sorted(by.items()):
+        for (d2, algo2, b), sb in sorted(by.items()):
+            seeds = sorted(set(sa) & set(sb))
+            if (d2, algo2) != (d, algo) or a >= b or len(seeds) < 2:
+                continue
+            diff = np.array([sb[k] - sa[k] for k in seeds])
+            half = T975[min(len(diff) - 2, 29)] * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) <= 31 else \
+                1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+            out.append({"dataset": d, "algo": algo, "a": a, "b": b, "seeds": seeds, "differences": diff.tolist(),
+                        "mean": float(diff.mean()), "ci_low": float(diff.mean() - half),
+                        "ci_high": float(diff.mean() + half)})
+    return out
+
+
 def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,6 +226,11 @@ def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dic
                       [[r["group"], r["algo"], r["column"], f"{r['iqm']:.1f}",
                         f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]", str(r["runs"])] for r in rows_iqm])
         (out / f"iqm_by_{by}.md").write_text(md)
+    result["paired"] = paired_differences(runs)
+    (out / "paired.md").write_text(markdown(
+        ["dataset", "algo", "b − a", "seeds", "mean difference", "95% t interval"],
+        [[p["dataset"], p["algo"], f"{p['b']} − {p['a']}", str(len(p["seeds"])), f"{p['mean']:+.1f}",
+          f"[{p['ci_low']:+.1f}, {p['ci_high']:+.1f}]"] for p in result["paired"]]))
     result["figures"] = write_figures(runs, out)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     return result

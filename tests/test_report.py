@@ -88,7 +88,7 @@ def test_report_stage(run_dir, tmp_path_factory, capsys):
         cfg = compose("report", overrides=[f"runs=[{run_dir}]", f"out={out}", "bootstrap_reps=50"])
     run(cfg)
     assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "iqm_by_environment.md", "iqm_by_type.md",
+    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "paired.md", "iqm_by_environment.md", "iqm_by_type.md",
                                                "report.json"}
 
 
@@ -129,3 +129,19 @@ def test_ablation_curves_hold_the_other_settings_at_their_defaults(tmp_path):
     png = tmp_path / "rep" / "ablation_builtin-hopper-medium-replay_td3bc.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["figures"][png.name]["M"][0] == [0, base - 18, 2.0, 2]
+
+
+def test_paired_differences_by_seed_with_a_t_interval():
+    from dydiff.report import paired_differences
+
+    def run(synth, seed, score):
+        return {"dataset": "maze2d-umaze", "algo": "td3bc", "synth": {"name": synth}, "seed": seed,
+                "last5_score_mean": score}
+
+    runs = [run("none", k, v) for k, v in enumerate([30.0, 32.0, 28.0])] + \
+        [run("dydiff", k, v) for k, v in enumerate([40.0, 36.0, 38.0, 99.0])]  # seed 3 has no pair
+    (p,) = paired_differences(runs)
+    assert (p["a"], p["b"], p["seeds"], p["differences"]) == ("Base", "DyDiff", [0, 1, 2], [10.0, 4.0, 10.0])
+    d = np.array([10.0, 4.0, 10.0])
+    half = 4.303 * d.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    assert p["mean"] == pytest.approx(d.mean()) and p["ci_high"] - p["ci_low"] == pytest.approx(2 * half)
