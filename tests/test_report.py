@@ -88,8 +88,8 @@ def test_report_stage(run_dir, tmp_path_factory, capsys):
         cfg = compose("report", overrides=[f"runs=[{run_dir}]", f"out={out}", "bootstrap_reps=50"])
     run(cfg)
     assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "paired.md", "iqm_by_environment.md", "iqm_by_type.md",
-                                               "report.json"}
+    assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "paired.md", "iqm_by_environment.md",
+                                               "iqm_by_type.md", "report.json"}
 
 
 def test_ablation_curves_hold_the_other_settings_at_their_defaults(tmp_path):
