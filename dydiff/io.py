@@ -8,7 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -52,3 +52,11 @@ def locked(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def locked_on_rank_zero(path: str | Path):
+    """``locked(path)`` in the process that starts a (possibly distributed) run; a no-op in the processes a
+    launcher starts for ranks > 0 (they must not wait for a lock their rank 0 holds while it waits for them)."""
+    if any(os.environ.get(k, "0") != "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        return nullcontext()
+    return locked(path)

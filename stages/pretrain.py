@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from dydiff.checkpoints import pretrain_path, write_manifest
 from dydiff.data.windows import fit_window_normalizer
 from dydiff.diagnostics import run_rollout_error
+from dydiff.io import locked_on_rank_zero
 from dydiff.settings import check_pretrain
 from dydiff.sources import load_dataset
 from dydiff.stage1 import MODULES, Stage1Data
@@ -26,6 +27,11 @@ def run(cfg: DictConfig) -> dict:
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     print(ds.describe())
     out = pretrain_path(c)
+    with locked_on_rank_zero(out / "stage1"):  # two stage 1 runs into one folder: the second waits for the first
+        return train_all(c, ds, out)
+
+
+def train_all(c: dict, ds, out) -> dict:
     held = holdout_episodes(ds, c["seed"], **c["holdout"])
     norm = fit_window_normalizer(ds, c["normalizer"])
     write_manifest(out, ds, held, norm.state_dict(), {m: c[m] for m in c["models"]}, c["horizon"])

@@ -59,3 +59,16 @@ def test_policy_resume_after_a_truncated_checkpoint_continues_from_the_previous_
     summary = run(cfg("epochs=3", "resume=true"))
     assert [e["epoch"] for e in summary["evaluations"]] == [0, 1, 2]  # epoch 1, lost with last.ckpt, is redone
     assert torch.load(last, weights_only=True)["updates"] == 15
+
+
+def test_the_stage_one_lock_is_taken_by_rank_zero_only(tmp_path, monkeypatch):
+    import fcntl
+    from contextlib import nullcontext
+
+    from dydiff.io import locked_on_rank_zero
+
+    with locked_on_rank_zero(tmp_path / "stage1"):
+        with open(tmp_path / "stage1.lock") as f, pytest.raises(BlockingIOError):  # held: a second taker would wait
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert isinstance(locked_on_rank_zero(tmp_path / "other"), nullcontext)
