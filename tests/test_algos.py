@@ -232,3 +232,29 @@ def test_diffql_rolls_out_with_one_reverse_diffusion_sample():
     m.act(obs, True, torch.Generator().manual_seed(0))
     assert a.shape == (7, 2) and calls == [7, 7 * m.hparams.eval_samples]
     assert torch.equal(a, m.actor(m.norm(obs), torch.Generator().manual_seed(0)))
+
+
+def test_cql_losses_equal_corls_formulas_computed_by_hand():
+    """CORL's CQL (algorithms/offline/cql.py) on a planted critic Q(s, a) = s₀ + Σa² and a planted actor (every
+    action 0.5, log π = −1), done = 1, importance sampling, T = 1, α' = 10, computed here in numpy."""
+    m = make("cql", seed=0)
+    b, n, d = 8, m.hparams.n_actions, 2
+    q = lambda s, a: (s[..., 0] + (a**2).sum(-1),) * 2  # noqa: E731
+    for net in (m.critic, m.critic_target):
+        net.forward = q
+    m.actor.forward = lambda s, g=None, det=False: (torch.full((len(s), d), 0.5), torch.full((len(s),), -1.0))
+    g = torch.Generator().manual_seed(0)
+    obs, act, rew = torch.randn(b, 4, generator=g), torch.rand(b, d, generator=g) * 2 - 1, torch.randn(b, generator=g)
+    batch = Transitions(obs, act, rew, obs, torch.ones(b))
+    loss, _ = m.critic_loss(batch, torch.Generator().manual_seed(1))
+    rand = (torch.rand(b * n, d, generator=torch.Generator().manual_seed(1)) * 2 - 1).numpy().reshape(b, n, d)
+    s0, a, r = obs[:, 0].numpy().astype(np.float64), act.numpy().astype(np.float64), rew.numpy().astype(np.float64)
+    q_data = s0 + (a**2).sum(-1)
+    parts = np.concatenate([s0[:, None] + (rand**2).sum(-1) - d * np.log(0.5),  # random actions, density 0.5^d
+                            np.repeat((s0 + 0.5) + 1.0, 2 * n).reshape(b, 2 * n)], 1)  # next and current: Q − log π
+    gap = (np.log(np.exp(parts).sum(1)) - q_data).mean()
+    expected = 2 * ((q_data - r) ** 2).mean() + 2 * 10.0 * gap  # qf1 + qf2 TD losses, α'·(gap1 + gap2)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    pi_loss, alpha_loss = m.actor_loss(obs, torch.Generator().manual_seed(2))
+    assert float(pi_loss) == pytest.approx(float((1.0 * -1.0 - (s0 + 0.5)).mean()), rel=1e-5)  # α = e⁰
+    assert float(alpha_loss) == pytest.approx(0.0) and m.target_entropy == -2.0  # log α = 0
