@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -60,3 +63,17 @@ def locked_on_rank_zero(path: str | Path):
     if any(os.environ.get(k, "0") != "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK")):
         return nullcontext()
     return locked(path)
+
+
+def load_or_discard(path: str | Path, map_location=None):
+    """``torch.load`` (``weights_only``) of a cache or checkpoint that can be made again: None where it is
+    missing; a corrupt one is removed with a warning naming it, so that the caller makes it again."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is treated the same way
+        log.warning("%s is corrupt (%s): removing it; it is made again", path, e)
+        path.unlink()
+        return None

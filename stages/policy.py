@@ -34,7 +34,8 @@ def steps_per_epoch(c: dict) -> int:
 
 def build(c: dict):
     """The dataset, the policy module with its data (and synthesis round) attached, the evaluator, the run folder."""
-    check_policy(c, pretrain_path(c))
+    pretrain = pretrain_path(c)
+    check_policy(c, pretrain)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     algo, s = c["algo"]["name"], c["synth"]
     out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
@@ -49,8 +50,8 @@ def build(c: dict):
                          **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
     needs = getattr(synthesizers().get(s["name"]), "needs", ())
-    pre = load_pretrained(pretrain_path(c), ds, models=needs) if needs else None
-    synth = build_synthesizer(s, ds, pre, pretrain_path(c) / "synther")
+    pre = load_pretrained(pretrain, ds, models=needs) if needs else None
+    synth = build_synthesizer(s, ds, pre, pretrain / "synther")
     if synth is not None:
         module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                            ds.task.act_dim, c["seed"], ds.task, s.get("figure_every", 0), out))

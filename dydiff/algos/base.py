@@ -121,12 +121,18 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
         """Actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.policy_action(self.norm(obs), deterministic, generator)
+        return self.policy_action(self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device)),
+                                  deterministic, generator)
 
+    @torch.no_grad()
     def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
-        """How the policy acts in synthetic rollouts and relabelling: as ``act`` unless an algorithm says otherwise."""
-        return self.act(obs, deterministic, generator)
+        """``act`` for synthetic rollouts and relabelling, through ``rollout_action``."""
+        return self.rollout_action(self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device)),
+                                   deterministic, generator)
+
+    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+        """How the policy acts in synthetic rollouts: as in evaluation unless an algorithm says otherwise."""
+        return self.policy_action(obs_n, deterministic, generator)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

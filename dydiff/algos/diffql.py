@@ -50,11 +50,9 @@ class DiffQL(PolicyModule):
         pick = q.argmax(1) if deterministic else torch.multinomial(F.softmax(q, 1), 1, generator=generator)[:, 0]
         return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
 
-    @torch.no_grad()
-    def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
         """Synthetic rollouts: one reverse-diffusion sample per state (the official DyDiff code), 1/50 of the
         evaluation's cost; ``rollout_samples`` > 1 picks among that many by Q, as evaluation does."""
-        obs_n = self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         k = self.hparams.rollout_samples
         return self.actor(obs_n, generator) if k == 1 else self.best_of(obs_n, k, deterministic, generator)
 

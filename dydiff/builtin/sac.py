@@ -11,7 +11,6 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from pathlib import Path
 
@@ -25,12 +24,11 @@ from dydiff.algos.networks import TanhGaussianActor, TwinQ
 from dydiff.algos.optim import adam, polyak
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import Task
-from dydiff.io import locked, save_atomic
+from dydiff.io import load_or_discard, locked, save_atomic
 from dydiff.progress import track
 from dydiff.types import KEYS, STATE_KEYS, Transitions
 
 BUFFER_KEYS = (*KEYS, *STATE_KEYS)
-log = logging.getLogger(__name__)
 
 
 class SAC(nn.Module):
@@ -122,19 +120,6 @@ def load_actor(path: str | Path, task: Task, hidden: int = 256) -> SAC:
     agent = SAC(task.obs_dim, task.act_dim, hidden)
     agent.actor.load_state_dict(torch.load(path, weights_only=True)["actor"])
     return agent
-
-
-def load_or_discard(path: Path):
-    """``torch.load`` of a cache file; a corrupt one is removed with a warning (and is then built again)."""
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is treated the same way
-        log.warning("%s is corrupt (%s): removing it; the run that wrote it is redone from its last good state",
-                    path, e)
-        path.unlink()
-        return None
 
 
 def train_sac(task: Task, out_dir: str | Path, steps: int, seed: int = 0, medium_return: float | None = None,

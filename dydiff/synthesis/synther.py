@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 
 from dydiff.data.dataset import OfflineDataset
-from dydiff.io import locked, save_atomic
+from dydiff.io import load_or_discard, locked, save_atomic
 from dydiff.synthesis import filter as F
 from dydiff.synthesis.base import Synthesizer, register
 from dydiff.types import Transitions
-
-log = logging.getLogger(__name__)
 
 
 @register("synther", "synther_filtered")
@@ -52,11 +49,8 @@ class SynthER(Synthesizer):
             return self.model.sample(n, generator, self.chunk)
         path = self.cache_dir / f"samples-{n}-g{generator.initial_seed()}.pt"
         with locked(path):  # runs of several algorithms with one seed share the samples: one process makes them
-            if path.exists():
-                try:
-                    return Transitions(*torch.load(path, map_location=self.model.center.device, weights_only=True))
-                except Exception as e:  # noqa: BLE001 - any unreadable cache is made again
-                    log.warning("SynthER's cache %s is corrupt (%s): sampling again", path, e)
+            if (saved := load_or_discard(path, self.model.center.device)) is not None:
+                return Transitions(*saved)
             t = self.model.sample(n, generator, self.chunk)
             save_atomic(tuple(x.cpu() for x in t), path)
             return t
