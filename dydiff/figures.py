@@ -69,9 +69,9 @@ def maze_trajectories(maze, history: list[np.ndarray], legal: list[int] | None =
     """Figs. 8-9: the (x, y) of each trajectory (K, T, 2) over the maze, one panel per entry of ``history``."""
     n = len(history)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
-    extent = (-maze.cols / 2, maze.cols / 2, -maze.rows / 2, maze.rows / 2)
+    walls, extent = maze.image()  # in the maze's frame: D4RL's walls sit 0.2 off its cell grid
     for i, (ax, xy) in enumerate(zip(axes[0], history, strict=True)):
-        ax.imshow(maze.grid, cmap="Greys", extent=extent, origin="upper", vmin=0, vmax=1.5)
+        ax.imshow(walls, cmap="Greys", extent=extent, origin="lower", vmin=0, vmax=1.5)
         ok = maze.legal(xy)
         for k in range(len(xy)):
             ax.plot(xy[k, :, 0], xy[k, :, 1], lw=0.8, alpha=0.8, color="tab:blue" if ok[k] else "tab:red")

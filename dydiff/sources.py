@@ -1,7 +1,8 @@
 """One entry point for every dataset source.
 
 - ``minari:<dataset_id>``: a Minari dataset (local, or downloaded when online);
-- a built-in name (``maze2d-umaze``, ``maze2d-medium``, ``maze2d-large``, ``builtin-<env>-<kind>`` for
+- a built-in name (``maze2d-{umaze,medium,large}`` on D4RL's env, ``pointmaze-{umaze,medium,large}`` on
+  Gymnasium-Robotics PointMaze-v3, ``builtin-<env>-<kind>`` for
   hopper / halfcheetah / walker2d × random / medium / medium-replay / expert / medium-expert): generated on
   the spot, then cached as a D4RL-schema HDF5 file keyed by its generator settings;
 - anything else: a D4RL HDF5 file, by path or by D4RL name (``hopper-medium-replay-v2``).
@@ -25,9 +26,9 @@ from dydiff.envs.registry import TASKS, get_task
 from dydiff.io import locked
 
 log = logging.getLogger(__name__)
-BUILTIN = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
+BUILTIN = tuple(f"{kind}-{size}" for kind in ("maze2d", "pointmaze") for size in ("umaze", "medium", "large"))
 LOCOMOTION = tuple(f"builtin-{env}-{kind}" for env in ("hopper", "halfcheetah", "walker2d") for kind in KINDS)
-GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches rebuild
+GENERATOR_VERSION = 2  # bump when the generator's output changes, so caches rebuild
 
 
 def settings_key(settings: dict) -> str:
@@ -105,11 +106,16 @@ def load_builtin(
     seed: int = 0,
     data_dir: str | Path = "data",
     action_noise: float = 0.5,
-    jitter: float = 0.1,
-    ref_episodes: int = 50,
+    jitter: float = 0.2,
+    stale_obs: bool = False,
+    ref_episodes: int = 100,
     progress: bool = True,
 ) -> OfflineDataset:
-    """Load a cached built-in dataset, or generate it, measure its references and cache it."""
+    """Load a cached built-in maze dataset, or generate it, measure its references and cache it.
+
+    The references are measured with D4RL's protocol (``measure_references``) and stored. D4RL's maze2d
+    (``maze2d-*``) keeps D4RL's REF_MIN / REF_MAX as the normalized score's constants, as the paper and CORL
+    use them, with the measured ones beside; PointMaze-v3 (``pointmaze-*``) scores with the measured ones."""
     if name not in BUILTIN:
         raise KeyError(f"unknown built-in dataset {name!r}; built-in: {', '.join(BUILTIN)}")
     settings = {
@@ -118,14 +124,17 @@ def load_builtin(
         "seed": int(seed),
         "action_noise": float(action_noise),
         "jitter": float(jitter),
+        "stale_obs": bool(stale_obs),
         "ref_episodes": int(ref_episodes),
         "version": GENERATOR_VERSION,
     }
 
     def build():
         task = get_task(name)
-        ds = generate_maze_dataset(task, size, seed, action_noise, jitter, progress=progress)
-        ds.ref_random, ds.ref_expert = measure_references(task, ref_episodes)
+        ds = generate_maze_dataset(task, size, seed, action_noise, jitter, stale_obs, progress=progress)
+        ds.measured_refs = measure_references(task, ref_episodes)
+        if task.maze_frame != "d4rl":
+            ds.ref_random, ds.ref_expert = ds.measured_refs
         return ds
 
     return build_or_load(builtin_path(name, settings, data_dir), settings, name, build)
@@ -136,7 +145,8 @@ def load_dataset(
 ) -> OfflineDataset:
     """Resolve ``name`` to a source and return the validated ``OfflineDataset``.
 
-    ``builtin`` keywords (size, seed, action_noise, jitter, ref_episodes, progress) apply to built-in data.
+    ``builtin`` keywords (size, seed, action_noise, jitter, stale_obs, ref_episodes, progress) apply to
+    built-in data.
     """
     if name.startswith("minari:"):
         return load_minari(name.removeprefix("minari:"), TASKS[task] if task else None)

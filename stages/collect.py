@@ -1,5 +1,5 @@
 """Stage 0: build or load a dataset, print its summary and reference scores, and evaluate the random
-policy (and, on mazes, the noiseless waypoint controller) in the real environment.
+policy (and, on mazes, the noiseless waypoint controller by D4RL's reference protocol) in the real environment.
 
     python stages/collect.py dataset=maze2d-medium
     python stages/collect.py dataset=hopper-medium-v2          # a D4RL file in ~/.d4rl/datasets
@@ -10,9 +10,10 @@ policy (and, on mazes, the noiseless waypoint controller) in the real environmen
 from __future__ import annotations
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dydiff.builtin.maze import expert_policy
+from dydiff.builtin.maze import controller_returns
 from dydiff.data.minari_io import write_minari
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.sources import load_dataset
@@ -24,14 +25,20 @@ def run(cfg: DictConfig) -> dict:
     print(ds.describe())
     out = {"summary": ds.summary()}
     task, n = ds.task, cfg.eval_episodes
-    policies = {"random": random_policy(task, cfg.seed)}
-    if task.is_maze:
-        policies["expert (noiseless controller)"] = expert_policy(task, n)
-    for label, policy in policies.items() if n else ():
-        r = evaluate(policy, task, n, cfg.seed, ds.ref_random, ds.ref_expert)
-        out[label.split()[0]] = r.summary()
-        print(f"{label:>30}: return {r.return_mean:8.2f} ± {r.return_std:6.2f}   "
-              f"normalized score {r.score_mean:7.2f} ± {r.score_std:6.2f}   ({n} episodes)")
+    returns = {} if not n else {"random": np.array(evaluate(random_policy(task, cfg.seed), task, n, cfg.seed).returns)}
+    if n and task.is_maze:  # D4RL's scripts/reference_scores/maze2d_controller.py: one controller, episodes in turn
+        returns["controller"] = controller_returns(task, n, cfg.seed)
+    for label, r in returns.items():
+        s = task.normalized_score(r, ds.ref_random, ds.ref_expert)
+        out[label] = {"return_mean": float(r.mean()), "return_std": float(r.std()), "score_mean": float(s.mean()),
+                      "returns": r.tolist()}
+        half = 1.96 * r.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        print(f"{label:>12}: return {r.mean():8.2f} ± {r.std():6.2f} (mean's 95% interval ±{half:.2f})   "
+              f"normalized score {s.mean():7.2f} ± {s.std():6.2f}   ({n} episodes)")
+    if returns:
+        refs = (f"D4RL {task.ref_random:g} / {task.ref_expert:g}" if task.maze_frame == "d4rl" or not task.is_maze
+                else f"this dataset's references {ds.ref_random:.2f} / {ds.ref_expert:.2f}")
+        print("measured: " + ", ".join(f"{k} {r.mean():.2f}" for k, r in returns.items()) + f" ({refs})")
     if cfg.export_minari:
         write_minari(ds, cfg.export_minari)
         print(f"exported to Minari dataset {cfg.export_minari}")

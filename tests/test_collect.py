@@ -6,14 +6,19 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 
-def test_collect_in_process(tmp_path):
+def test_collect_in_process(tmp_path, capsys):
+    import re
+
     from stages.collect import run
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("collect", overrides=["preset=smoke", f"data_dir={tmp_path}"])
     out = run(cfg)
     assert out["summary"]["transitions"] == 20000
-    assert out["expert"]["score_mean"] > out["random"]["score_mean"] + 50
+    assert out["controller"]["score_mean"] > out["random"]["score_mean"] + 50
+    line = re.search(r"measured: random ([\d.]+), controller ([\d.]+) \(D4RL 23.85 / 161.86\)", capsys.readouterr().out)
+    assert float(line[1]) == pytest.approx(out["random"]["return_mean"], abs=0.01)
+    assert float(line[2]) == pytest.approx(out["controller"]["return_mean"], abs=0.01)
     assert len(list((tmp_path / "builtin").glob("maze2d-umaze-20000-*.hdf5"))) == 1
     again = run(cfg)  # cached: the same data
     assert again["summary"]["fingerprint"] == out["summary"]["fingerprint"]

@@ -95,3 +95,49 @@ def test_name_lookup_and_write_read_round_trip(tmp_path, monkeypatch, umaze_ds):
     with h5py.File(tmp_path / "maze2d-umaze-mine-v0.hdf5") as f:  # the D4RL schema, readable by any tool
         assert {"observations", "actions", "rewards", "terminals", "timeouts", "infos"} <= set(f.keys())
         assert {"qpos", "qvel", "goal"} <= set(f["infos"].keys())
+
+
+def _d4rl_maze_file(path, n=2000):
+    """A maze2d-umaze-v1 file as D4RL's generator writes it: no next_observations, the stale row after each
+    timeout, rewards relabelled on the current state, infos/goal, infos/qpos, infos/qvel."""
+    from dydiff.builtin.maze import generate_maze_dataset
+    from dydiff.envs.registry import get_task
+
+    ds = generate_maze_dataset(get_task("maze2d-umaze"), n, seed=3, stale_obs=True, progress=False)
+    raw = {"observations": ds.observations, "actions": ds.actions, "rewards": ds.rewards,
+           "terminals": ds.terminals, "timeouts": ds.timeouts,
+           **{f"infos/{k}": v.astype(np.float32) for k, v in ds.infos.items()}}
+    return _write(path, raw), raw
+
+
+def test_d4rl_maze2d_file_loads_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    _, raw = _d4rl_maze_file(tmp_path / "maze2d-umaze-sparse-v1.hdf5")  # the name D4RL downloads it under
+    ds = read_d4rl("maze2d-umaze-v1")
+    assert ds.task.name == "maze2d-umaze" and ds.task.env_id == "dydiff/maze2d-umaze-v1"
+    assert (ds.ref_random, ds.ref_expert) == (23.85, 161.86) and ds.measured_refs is None
+    ref = reference_qlearning_dataset(raw, max_episode_steps=300)
+    for k in ("observations", "actions", "next_observations", "rewards"):
+        np.testing.assert_array_equal(getattr(ds, k), ref[k])
+    keep = np.flatnonzero(~raw["timeouts"][:-1])
+    for k in ("goal", "qpos", "qvel"):
+        np.testing.assert_array_equal(ds.infos[k], raw[f"infos/{k}"][keep])
+    assert 20 < ds.num_episodes <= raw["timeouts"].sum()  # consecutive timeouts (a target solved at once) merge
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda r: r.pop("actions"), r"missing key\(s\) \['actions'\]"),
+    (lambda r: r.update(observations=r["observations"][:, :3]), r"observations has shape \(\d+, 3\)"),
+    (lambda r: r.update(rewards=r["rewards"][:-5]), "arrays have different lengths"),
+    (lambda r: r["actions"].__setitem__((7, 0), np.nan), "actions has 1 NaN/inf value"),
+    (lambda r: r.update({"infos/qpos": r["infos/qpos"][:-1]}), "infos/\\* with other lengths"),
+])
+def test_bad_d4rl_maze2d_files_raise_dataset_errors(tmp_path, bad, message):
+    from dydiff.errors import DatasetError
+
+    _, raw = _d4rl_maze_file(tmp_path / "good.hdf5", n=600)
+    raw = {k: np.array(v) for k, v in raw.items()}
+    bad(raw)
+    path = _write(tmp_path / "maze2d-umaze-v1.hdf5", raw)
+    with pytest.raises(DatasetError, match=message):
+        read_d4rl(path)

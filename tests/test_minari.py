@@ -38,7 +38,7 @@ def test_dict_observations_are_flattened(tmp_path, monkeypatch):
     minari.create_dataset_from_buffers("test/pointmaze/umaze-v0", [buf], observation_space=space,
                                        action_space=gym.spaces.Box(-1, 1, shape=(2,)))
     ds = load_minari("test/pointmaze/umaze-v0")
-    assert ds.task.name == "maze2d-umaze" and len(ds) == 5
+    assert ds.task.name == "pointmaze-umaze" and len(ds) == 5
     np.testing.assert_allclose(ds.observations, obs["observation"][:-1].astype(np.float32))
     np.testing.assert_allclose(ds.next_observations, obs["observation"][1:].astype(np.float32))
 

@@ -48,21 +48,32 @@ def test_resume_gives_the_same_final_parameters(tmp_path, algo):
                                rtol=0, atol=0)
 
 
-def test_td3bc_beats_random_on_maze(tmp_path):
-    """preset=smoke data (20k transitions), 4000 updates: TD3+BC's return beats the random policy's on the
-    same evaluation episodes (same start states)."""
+def test_td3bc_learns_the_data_and_values_the_goal(tmp_path):
+    """preset=smoke data (20k transitions of D4RL's umaze), 4000 updates. That is too few for TD3+BC to beat the
+    random policy's return on D4RL's maze2d (CORL: 29.4 after 1M updates), so the test checks what it learns:
+    its actions are far nearer the data's than uniform actions are, and its critic values the goal cell above
+    the far end of the U."""
+    import numpy as np
+
+    from dydiff.algos import load_policy
+    from dydiff.sources import load_dataset
     from stages.policy import run
 
-    summary = run(compose_policy(tmp_path, "algo=td3bc", "epochs=8", "eval_every=4", "algo.steps_per_epoch=500",
-                                 "eval_episodes=10"))
-    from dydiff.envs.evaluation import evaluate, random_policy
-    from dydiff.sources import load_dataset
-
+    run(compose_policy(tmp_path, "algo=td3bc", "epochs=8", "eval_every=4", "algo.steps_per_epoch=500",
+                       "eval_episodes=4"))
+    policy = load_policy(tmp_path / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt")
     ds = load_dataset("maze2d-umaze", data_dir=tmp_path.parent / "data", size=20000, ref_episodes=4)
-    last = summary["evaluations"][-1]
-    seeds = [1 * 1000 + i for i in range(10)]  # the module's seeds for its 2nd evaluation with seed 0
-    rand = evaluate(random_policy(ds.task, 0), ds.task, seeds=seeds)
-    assert last["return_mean"] > rand.return_mean + 10, (last, rand.returns)
+    rows = np.random.default_rng(0).choice(len(ds), 2000, replace=False)
+    pi = policy.act(ds.observations[rows]).numpy()
+    uniform = np.random.default_rng(1).uniform(-1, 1, pi.shape)
+    a = ds.actions[rows]
+    assert ((pi - a) ** 2).sum(1).mean() < 0.5 * ((uniform - a) ** 2).sum(1).mean()
+    goal, far = (ds.task.goal, ds.task.grid.cell_to_xy((3, 1)))
+    states = torch.tensor([[*goal, 0.0, 0.0], [*far, 0.0, 0.0]], dtype=torch.float32)
+    with torch.no_grad():
+        obs_n = policy.norm(states)
+        q = torch.min(*policy.critic(obs_n, policy.policy_action(obs_n)))
+    assert q[0] > q[1] + 1.0, q
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
-"""Built-in maze2d datasets on Gymnasium-Robotics PointMaze, following D4RL's maze2d recipe.
+"""Built-in maze2d datasets made as D4RL made them (``scripts/generation/generate_maze2d_datasets.py --noisy``,
+then ``relabel_maze2d_rewards.py --relabel_type sparse``), and D4RL's reference protocol
+(``scripts/reference_scores/maze2d_controller.py``).
 
-One continuous run of the point mass: a waypoint controller (BFS over the grid, PD control
-10·(waypoint − pos) − 1·vel) drives to a random goal cell (centre + uniform jitter), N(0, 0.5²) action
-noise is added and the action clipped; on arrival a new goal is drawn and the step is marked a timeout.
-Rewards are relabelled sparse: 1 where the next position is within 0.5 of the task's fixed evaluation goal.
+One continuous run of the point mass: D4RL's waypoint controller drives to a random target (an empty or goal
+cell plus U(±0.1)), N(0, 0.5²) noise is added to its action and the sum clipped to ±1. When the controller
+reports the target solved, or after the evaluation horizon (300 / 600 / 800 steps), a new target is drawn, the
+state is kept, and the step is marked a timeout. Rewards are relabelled sparse on the *current* state: 1 within
+0.5 of the task's fixed evaluation goal. ``infos/qpos``, ``infos/qvel`` and ``infos/goal`` are stored.
 """
 
 from __future__ import annotations
@@ -17,59 +20,59 @@ from dydiff.envs.registry import Task
 from dydiff.progress import track
 
 
+def _random_target(maze, rng) -> np.ndarray:
+    """D4RL's ``set_target()``: a uniform empty-or-goal cell plus U(±0.1) per coordinate."""
+    cell = maze.free_cells[rng.integers(len(maze.free_cells))]
+    return maze.cell_to_xy(np.asarray(cell) + rng.uniform(-0.1, 0.1, size=2))
+
+
 def generate_maze_dataset(
     task: Task,
     size: int,
     seed: int = 0,
     action_noise: float = 0.5,
-    jitter: float = 0.1,
-    max_steps_per_goal: int | None = None,
+    jitter: float = 0.2,
+    stale_obs: bool = False,
     progress: bool = True,
 ) -> OfflineDataset:
     """``size`` transitions of one continuous run; deterministic for ``seed``.
 
-    A goal not reached within ``max_steps_per_goal`` (default: the evaluation horizon) is replaced too.
+    ``stale_obs``: D4RL's generator does not advance its observation on a goal change (``if done: ... else:
+    s = ns``), so the row after each timeout repeats the previous observation while the simulator has moved on.
+    False (default) records the true state, so every row replays exactly; True reproduces D4RL's files.
     """
     rng = np.random.default_rng(seed)
     env = task.make_env()
-    raw, _ = env.reset(seed=seed)
-    point = env.unwrapped.point_env
-    maze = task.grid
-    max_steps_per_goal = max_steps_per_goal or task.episode_length
-    ctrl = WaypointController(maze, jitter=jitter, rng=rng)
-
-    def new_goal(pos):
-        cell = maze.free_cells[rng.integers(len(maze.free_cells))]
-        ctrl.set_target(pos, maze.cell_to_xy(cell) + rng.uniform(-jitter, jitter, size=2))
-
+    point, maze = task._point(env), task.grid
+    ctrl = WaypointController(maze, rng=rng, jitter=jitter)
     obs = np.empty((size, 4), np.float32)
     act = np.empty((size, 2), np.float32)
     next_obs = np.empty((size, 4), np.float32)
     timeouts = np.zeros(size, bool)
     qpos, qvel, goal = np.empty((size, 2)), np.empty((size, 2)), np.empty((size, 2), np.float32)
-    s = task.convert_obs(raw)
-    point.set_state(s[:2].astype(np.float64), np.zeros(2))  # start at rest, at float32 precision
-    s = np.concatenate([point.data.qpos, point.data.qvel]).astype(np.float32)
-    new_goal(s[:2])
-    steps_on_goal = 0
+    s = task.convert_obs(env.reset(seed=seed)[0])
+    point.set_state(*np.split(s.astype(np.float64), 2))  # start at float32 precision
+    target, steps_on_target = _random_target(maze, rng), 0
     for t in track(range(size), size, f"generating {task.name}", progress):
-        a, reached = ctrl.act(s[:2].astype(np.float64), s[2:].astype(np.float64))
+        a, done = ctrl.act(s[:2], s[2:], target)
         a = np.clip(a + action_noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
-        obs[t], act[t], goal[t] = s, a, ctrl.target
+        done |= steps_on_target >= task.episode_length
+        obs[t], act[t], goal[t], timeouts[t] = s, a, target, done
         qpos[t], qvel[t] = point.data.qpos, point.data.qvel
         raw, *_ = point.step(a.astype(np.float64))
-        s = next_obs[t] = raw.astype(np.float32)
-        point.set_state(s[:2].astype(np.float64), s[2:].astype(np.float64))  # the stored state is the state
-        steps_on_goal += 1
-        if reached or steps_on_goal >= max_steps_per_goal:
-            timeouts[t], steps_on_goal = True, 0
-            new_goal(s[:2])
+        next_obs[t] = np.asarray(raw, np.float32)
+        point.set_state(*np.split(next_obs[t].astype(np.float64), 2))  # the stored state is the state
+        steps_on_target += 1
+        if done:
+            target, steps_on_target = _random_target(maze, rng), 0
+        if not (done and stale_obs):  # stale: the next row records the old s, the simulator is at next_obs[t]
+            s = next_obs[t]
     env.close()
     timeouts[-1] = True  # the run stops: a time limit, not a terminal
     arrays = {
         "observations": obs,
         "actions": act,
-        "rewards": task.maze_reward(next_obs),
+        "rewards": task.maze_reward(obs),  # relabel_maze2d_rewards.py: on the current state
         "next_observations": next_obs,
         "terminals": np.zeros(size, bool),
         "timeouts": timeouts,
@@ -79,24 +82,43 @@ def generate_maze_dataset(
     )
 
 
-def expert_policy(task: Task, episodes: int):
-    """The noiseless waypoint controller steering to the fixed evaluation goal, batched over episodes."""
-    ctrls = [WaypointController(task.grid) for _ in range(episodes)]
+def controller_returns(task: Task, episodes: int = 100, seed: int = 0, persistent: bool = True) -> np.ndarray:
+    """Returns of the noiseless waypoint controller steering to the fixed goal, over full-horizon episodes.
+
+    ``persistent=True`` is D4RL's reference script: one controller for all episodes, one after another. It
+    plans only when the target's cell changes, i.e. in the first episode; later episodes continue that plan's
+    waypoint index from wherever they start. False plans each episode afresh (a controller per episode).
+    """
+    env = task.make_env()
+    shared = WaypointController(task.grid, rng=np.random.default_rng(seed))
+    returns = np.zeros(episodes)
+    for i in range(episodes):
+        ctrl = shared if persistent else WaypointController(task.grid, rng=np.random.default_rng(seed + i))
+        raw, _ = env.reset(seed=seed + i)
+        s, done = task.convert_obs(raw).astype(np.float64), False
+        while not done:
+            a, _ = ctrl.act(s[:2], s[2:], task.goal)
+            raw, _, terminated, truncated, _ = env.step(a)
+            s, done = task.convert_obs(raw).astype(np.float64), terminated or truncated
+            returns[i] += task.maze_reward(s)
+    env.close()
+    return returns
+
+
+def expert_policy(task: Task, episodes: int, seed: int = 0):
+    """The noiseless controller as a batched ``act(obs)``: a fresh controller per episode (episode i's waypoint
+    jitter drawn from seed + i, as in ``controller_returns(persistent=False)``)."""
+    ctrls = [WaypointController(task.grid, rng=np.random.default_rng(seed + i)) for i in range(episodes)]
 
     def act(obs: np.ndarray) -> np.ndarray:
-        out = np.empty((len(obs), 2))
-        for i, (c, o) in enumerate(zip(ctrls, obs, strict=True)):
-            o = o.astype(np.float64)
-            if c.target is None:
-                c.set_target(o[:2], task.goal)
-            out[i] = c.act(o[:2], o[2:])[0]
-        return out
+        return np.stack([c.act(o[:2], o[2:], task.goal)[0] for c, o in zip(ctrls, obs.astype(np.float64),
+                                                                          strict=True)])
 
     return act
 
 
-def measure_references(task: Task, episodes: int = 50, seed: int = 10_000) -> tuple[float, float]:
-    """Mean evaluation returns of the uniform random policy and of the noiseless controller (expert)."""
+def measure_references(task: Task, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
+    """D4RL's reference protocol: mean full-horizon returns of the uniform random policy and of the noiseless
+    controller (one persistent controller, as D4RL's script runs it)."""
     random_ret = evaluate(random_policy(task, seed), task, episodes, seed).return_mean
-    expert_ret = evaluate(expert_policy(task, episodes), task, episodes, seed).return_mean
-    return random_ret, expert_ret
+    return random_ret, float(controller_returns(task, episodes, seed).mean())

@@ -21,12 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def d4rl_path(name_or_path: str) -> Path:
-    """A path, or a D4RL name (hopper-medium-replay-v2) found in $D4RL_DATASET_DIR or ~/.d4rl/datasets."""
+    """A path, or a D4RL name (hopper-medium-replay-v2) found in $D4RL_DATASET_DIR or ~/.d4rl/datasets; maze2d
+    names also find D4RL's download name (maze2d-umaze-v1 → maze2d-umaze-sparse-v1.hdf5)."""
     p = Path(name_or_path).expanduser()
     if p.suffix in (".hdf5", ".h5") or p.exists():
         return p
     root = Path(os.environ.get("D4RL_DATASET_DIR", "~/.d4rl/datasets")).expanduser()
-    for candidate in (root / f"{name_or_path}.hdf5", *root.glob(f"{name_or_path}*.hdf5")):
+    stem, _, version = name_or_path.rpartition("-v")
+    sparse = [root / f"{stem}-sparse-v{version}.hdf5"] if name_or_path.startswith("maze2d-") and stem else []
+    for candidate in (root / f"{name_or_path}.hdf5", *sparse, *root.glob(f"{name_or_path}*.hdf5")):
         if candidate.exists():
             return candidate
     return root / f"{name_or_path}.hdf5"
@@ -92,6 +95,8 @@ def read_d4rl(name_or_path: str, task: Task | str | None = None) -> OfflineDatas
         data = {k: f[k][()] for k in KEYS if k in f}
         infos = {k: f[f"infos/{k}"][()] for k in ("qpos", "qvel", "goal") if f"infos/{k}" in f}
         attrs = {k: f.attrs[k] for k in ("ref_random", "ref_expert") if k in f.attrs}
+        if "measured_refs" in f.attrs:
+            attrs["measured_refs"] = tuple(float(v) for v in f.attrs["measured_refs"])
     missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in data]
     if missing:
         raise DatasetError(
@@ -106,8 +111,11 @@ def read_d4rl(name_or_path: str, task: Task | str | None = None) -> OfflineDatas
                 source,
                 f"arrays have different lengths: observations {len(data['observations'])}, rewards {n}",
             )
+        bad = {k: len(v) for k, v in infos.items() if len(v) != n}
+        if bad:
+            raise DatasetError(source, f"infos/* with other lengths than the {n} rows: {bad}")
         data, keep = qlearning_transitions(data, task.episode_length, source)
-        infos = {k: v[keep] for k, v in infos.items() if len(v) == n}
+        infos = {k: v[keep] for k, v in infos.items()}
     elif "timeouts" not in data:
         data["timeouts"] = np.zeros(len(data["rewards"]), dtype=bool)
         log.info("[%s] no 'timeouts' key: episodes end only at terminals and at discontinuities", source)
@@ -124,6 +132,8 @@ def write_d4rl(ds: OfflineDataset, path: str | Path, attrs: dict | None = None) 
             f.create_dataset(f"infos/{k}", data=v, compression="gzip", compression_opts=1)
         f.attrs["task"] = ds.task.name
         f.attrs["ref_random"], f.attrs["ref_expert"] = ds.ref_random, ds.ref_expert
+        if ds.measured_refs is not None:
+            f.attrs["measured_refs"] = np.asarray(ds.measured_refs, np.float64)
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
     return path

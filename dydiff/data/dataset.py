@@ -63,6 +63,7 @@ class OfflineDataset:
     source: str
     ref_random: float | None = None  # reference returns for the normalized score (default: the task's)
     ref_expert: float | None = None
+    measured_refs: tuple[float, float] | None = None  # built-in data: (random, expert) returns measured here
     infos: dict[str, np.ndarray] = field(
         default_factory=dict
     )  # e.g. qpos, qvel, goal: one row per transition
@@ -137,6 +138,8 @@ class OfflineDataset:
             "ref_expert": self.ref_expert,
             # the task's constants (D4RL's reference returns for locomotion): a second way to report scores
             "score_mean_task_refs": float(np.mean(self.task.normalized_score(r))),
+            **({"measured_ref_random": self.measured_refs[0], "measured_ref_expert": self.measured_refs[1]}
+               if self.measured_refs else {}),
         }
 
     def describe(self) -> str:
@@ -150,6 +153,8 @@ class OfflineDataset:
             + ("" if (self.ref_random, self.ref_expert) == (self.task.ref_random, self.task.ref_expert) else
                f" ({s['score_mean_task_refs']:.1f} with {self.task.name}'s references {self.task.ref_random:.2f} / "
                f"{self.task.ref_expert:.2f})")
+            + (f"; measured here: random {s['measured_ref_random']:.2f}, expert {s['measured_ref_expert']:.2f}"
+               if self.measured_refs else "")
         )
 
     # ---- views -------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ class Task:
     ref_expert: float
     terminal_fn: str = "never"  # key of termination.TERMINATIONS
     velocity_clip: float | None = None  # the observation clips qvel to ±this (rebuilding state is lossy)
-    maze: str | None = None  # layout key for PointMaze tasks
+    maze: str | None = None  # layout key for maze tasks
+    maze_frame: str = "d4rl"  # d4rl: D4RL's maze2d env (envs/d4rl_maze.py); gymnasium: PointMaze-v3
     env_kwargs: dict = field(default_factory=dict)
 
     @property
@@ -44,21 +45,24 @@ class Task:
     # ---- mazes -------------------------------------------------------------------------------
     @cached_property
     def grid(self) -> Maze:
-        return Maze(LAYOUTS[self.maze])
+        return Maze(LAYOUTS[self.maze], self.maze_frame)
 
     @cached_property
     def goal(self) -> np.ndarray:
         """The fixed evaluation goal (centre of D4RL's 'G' cell)."""
         return self.grid.cell_to_xy(GOAL_CELLS[self.maze])
 
-    def maze_reward(self, next_obs: np.ndarray) -> np.ndarray:
-        """D4RL's sparse maze2d reward: 1 within 0.5 of the evaluation goal (Gymnasium-Robotics uses 0.45)."""
-        return (np.linalg.norm(np.asarray(next_obs)[..., :2] - self.goal, axis=-1) <= 0.5).astype(np.float32)
+    def maze_reward(self, obs: np.ndarray) -> np.ndarray:
+        """D4RL's sparse maze2d reward: 1 within 0.5 of the evaluation goal (Gymnasium-Robotics uses 0.45).
+        The live reward applies it to the next state; D4RL's datasets are relabelled on the current one."""
+        return (np.linalg.norm(np.asarray(obs)[..., :2] - self.goal, axis=-1) <= 0.5).astype(np.float32)
 
     # ---- environment -------------------------------------------------------------------------
     def make_env(self, **kwargs) -> gym.Env:
         kw = {**self.env_kwargs, "max_episode_steps": self.episode_length, **kwargs}
-        if self.is_maze:
+        if self.is_maze and self.maze_frame == "d4rl":
+            import dydiff.envs.d4rl_maze  # noqa: F401 - registers dydiff/maze2d-*-v1
+        elif self.is_maze:
             with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")  # and an import-time notice about Adroit envs
                 import gymnasium_robotics
@@ -79,14 +83,14 @@ class Task:
     def set_state(self, env: gym.Env, obs: np.ndarray, qpos=None, qvel=None) -> bool:
         """Put ``env`` into the state of a dataset observation. Returns whether that state is exact.
 
-        PointMaze: the observation is the full state. Hopper/HalfCheetah/Walker2d: qpos = [0, obs[:nq−1]],
+        Mazes: the observation is the full state (qpos ‖ qvel). Hopper/HalfCheetah/Walker2d: qpos = [0, obs[:nq−1]],
         qvel = the rest (x is free, so 0 is exact), unless the observation clipped a velocity: then only
         the stored ``qpos``/``qvel`` (``infos/qpos``, ``infos/qvel``) are exact.
         """
         u = env.unwrapped
         obs = np.asarray(obs, dtype=np.float64)
         if self.is_maze:
-            u.point_env.set_state(obs[:2], obs[2:4])
+            self._point(env).set_state(obs[:2], obs[2:4])
             return True
         if qpos is not None and qvel is not None:
             u.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
@@ -95,6 +99,10 @@ class Task:
         qpos, qvel = np.concatenate([[0.0], obs[: nq - 1]]), obs[nq - 1 :]
         u.set_state(qpos, qvel)
         return self.velocity_clip is None or bool(np.all(np.abs(qvel) < self.velocity_clip))
+
+    def _point(self, env: gym.Env):
+        """The object whose ``set_state(qpos, qvel)`` and ``step(action)`` move the point mass."""
+        return env.unwrapped if self.maze_frame == "d4rl" else env.unwrapped.point_env
 
     def step_state(self, env: gym.Env, action: np.ndarray) -> np.ndarray:
         """Step a state-set env with ``action`` and return the next observation (no wrappers)."""
@@ -105,7 +113,7 @@ class Task:
         termination."""
         u = env.unwrapped
         if self.is_maze:
-            obs, *_ = u.point_env.step(np.asarray(action, np.float64))
+            obs, *_ = self._point(env).step(np.asarray(action, np.float64))
             obs = self.convert_obs(obs)
             return obs, float(self.maze_reward(obs)), False
         obs, rew, term, *_ = u.step(np.asarray(action, np.float64))
@@ -118,11 +126,20 @@ class Task:
         return 100.0 * (np.asarray(ret) - lo) / (hi - lo)
 
 
+def _maze(name: str, env_id: str, steps: int, ref_random: float, ref_expert: float, frame: str) -> Task:
+    return Task(name, env_id, 4, 2, steps, ref_random, ref_expert, maze=name.split("-")[1], maze_frame=frame)
+
+
 TASKS: dict[str, Task] = {
-    # D4RL maze2d-*-v1 reference returns; built-in datasets store their own measured ones.
-    "maze2d-umaze": Task("maze2d-umaze", "PointMaze_UMaze-v3", 4, 2, 300, 23.85, 161.86, maze="umaze"),
-    "maze2d-medium": Task("maze2d-medium", "PointMaze_Medium-v3", 4, 2, 600, 13.13, 277.39, maze="medium"),
-    "maze2d-large": Task("maze2d-large", "PointMaze_Large-v3", 4, 2, 800, 6.7, 273.99, maze="large"),
+    # D4RL's maze2d-*-v1 (its env, its REF_MIN / REF_MAX scores, d4rl/pointmaze/__init__.py)
+    "maze2d-umaze": _maze("maze2d-umaze", "dydiff/maze2d-umaze-v1", 300, 23.85, 161.86, "d4rl"),
+    "maze2d-medium": _maze("maze2d-medium", "dydiff/maze2d-medium-v1", 600, 13.13, 277.39, "d4rl"),
+    "maze2d-large": _maze("maze2d-large", "dydiff/maze2d-large-v1", 800, 6.7, 273.99, "d4rl"),
+    # The same layouts on Gymnasium-Robotics PointMaze-v3 (Minari's D4RL/pointmaze/* were regenerated on it);
+    # D4RL's constants do not apply there: built-in pointmaze data measures and stores its own references.
+    "pointmaze-umaze": _maze("pointmaze-umaze", "PointMaze_UMaze-v3", 300, 23.85, 161.86, "gymnasium"),
+    "pointmaze-medium": _maze("pointmaze-medium", "PointMaze_Medium-v3", 600, 13.13, 277.39, "gymnasium"),
+    "pointmaze-large": _maze("pointmaze-large", "PointMaze_Large-v3", 800, 6.7, 273.99, "gymnasium"),
     "hopper": Task("hopper", "Hopper-v5", 11, 3, 1000, -20.272305, 3234.3, "hopper", velocity_clip=10.0),
     "halfcheetah": Task("halfcheetah", "HalfCheetah-v5", 17, 6, 1000, -280.178953, 12135.0),
     "walker2d": Task(
@@ -142,15 +159,15 @@ def get_task(name: str) -> Task:
 
 
 def task_from_minari_id(dataset_id: str) -> Task:
-    """'mujoco/hopper/medium-v0' → hopper, 'D4RL/pointmaze/umaze-v2' → maze2d-umaze."""
+    """'mujoco/hopper/medium-v0' → hopper, 'D4RL/pointmaze/umaze-v2' → pointmaze-umaze (PointMaze-v3)."""
     parts = dataset_id.lower().split("/")
     for p in parts:
         if p in TASKS:
             return TASKS[p]
     if "pointmaze" in parts:
         size = parts[-1].split("-")[0]
-        if f"maze2d-{size}" in TASKS:
-            return TASKS[f"maze2d-{size}"]
+        if f"pointmaze-{size}" in TASKS:
+            return TASKS[f"pointmaze-{size}"]
     raise KeyError(
         f"cannot tell the task of Minari dataset {dataset_id!r}; pass task=<name> ({', '.join(TASKS)})"
     )

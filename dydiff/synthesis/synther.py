@@ -58,11 +58,14 @@ class SynthER(Synthesizer):
     @torch.no_grad()
     def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
         generator = generator if generator is not None else torch.Generator(self.model.center.device).manual_seed(0)
+        # the filter's draws come from the round generator's state before sampling, so that a run which loads
+        # cached samples (the generator not advanced) selects what the run that made them selected
+        pick = torch.Generator(generator.device).set_state(generator.get_state())
         t = self.cached(n, generator)
         metrics = {"generated": len(t.obs), "reward_mean_all": float(t.rew.mean())}
         if self.filter != "none":
             score = self.reward(t.obs, t.act)
-            sel = F.select(score, int(self.keep * len(t.obs)), self.filter, self.temperature, generator)
+            sel = F.select(score, int(self.keep * len(t.obs)), self.filter, self.temperature, pick)
             t = Transitions(*(x[sel] for x in t))
             metrics.update(predicted_reward_all=float(score.mean()), predicted_reward_kept=float(score[sel].mean()))
         metrics["transitions"] = len(t.obs)
