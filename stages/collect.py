@@ -13,9 +13,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dydiff.builtin.maze import controller_returns
+from dydiff.builtin.maze import reference_returns
 from dydiff.data.minari_io import write_minari
-from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.sources import load_dataset
 
 
@@ -25,9 +24,7 @@ def run(cfg: DictConfig) -> dict:
     print(ds.describe())
     out = {"summary": ds.summary()}
     task, n = ds.task, cfg.eval_episodes
-    returns = {} if not n else {"random": np.array(evaluate(random_policy(task, cfg.seed), task, n, cfg.seed).returns)}
-    if n and task.is_maze:  # D4RL's scripts/reference_scores/maze2d_controller.py: one controller, episodes in turn
-        returns["controller"] = controller_returns(task, n, cfg.seed)
+    returns = reference_returns(task, n, cfg.seed) if n else {}
     for label, r in returns.items():
         s = task.normalized_score(r, ds.ref_random, ds.ref_expert)
         out[label] = {"return_mean": float(r.mean()), "return_std": float(r.std()), "score_mean": float(s.mean()),
@@ -36,7 +33,7 @@ def run(cfg: DictConfig) -> dict:
         print(f"{label:>12}: return {r.mean():8.2f} ± {r.std():6.2f} (mean's 95% interval ±{half:.2f})   "
               f"normalized score {s.mean():7.2f} ± {s.std():6.2f}   ({n} episodes)")
     if returns:
-        refs = (f"D4RL {task.ref_random:g} / {task.ref_expert:g}" if task.maze_frame == "d4rl" or not task.is_maze
+        refs = (f"D4RL {task.ref_random:g} / {task.ref_expert:g}" if task.maze_frame != "gymnasium"
                 else f"this dataset's references {ds.ref_random:.2f} / {ds.ref_expert:.2f}")
         print("measured: " + ", ".join(f"{k} {r.mean():.2f}" for k, r in returns.items()) + f" ({refs})")
     if cfg.export_minari:

@@ -2,7 +2,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from dydiff.builtin.maze import controller_returns, expert_policy, generate_maze_dataset, measure_references
+from dydiff.builtin.maze import controller_returns, generate_maze_dataset, measure_references
 from dydiff.envs.d4rl_maze import maze_xml
 from dydiff.envs.evaluation import evaluate, random_policy
 from dydiff.envs.maze import LAYOUTS, Maze, WaypointController
@@ -125,7 +125,14 @@ def test_evaluation_protocol_returns_a_scripted_policys_return():
     """Lock-step batched evaluation gives each episode the return of running it alone: full horizon, sparse reward
     on the next state, seeded resets."""
     task = get_task("maze2d-umaze")
-    res = evaluate(expert_policy(task, 6, seed=3), task, 6, seed=3)
+    # the scripted policy: a fresh controller per episode, episode i's jitter from seed 3 + i, batched
+    ctrls = [WaypointController(task.grid, rng=np.random.default_rng(3 + i)) for i in range(6)]
+
+    def act(obs):
+        return np.stack([c.act(o[:2], o[2:], task.goal)[0] for c, o in zip(ctrls, obs.astype(np.float64),
+                                                                          strict=True)])
+
+    res = evaluate(act, task, 6, seed=3)
     alone = controller_returns(task, 6, seed=3, persistent=False)
     assert res.lengths == [300] * 6
     np.testing.assert_array_equal(res.returns, alone)

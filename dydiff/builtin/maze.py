@@ -105,20 +105,16 @@ def controller_returns(task: Task, episodes: int = 100, seed: int = 0, persisten
     return returns
 
 
-def expert_policy(task: Task, episodes: int, seed: int = 0):
-    """The noiseless controller as a batched ``act(obs)``: a fresh controller per episode (episode i's waypoint
-    jitter drawn from seed + i, as in ``controller_returns(persistent=False)``)."""
-    ctrls = [WaypointController(task.grid, rng=np.random.default_rng(seed + i)) for i in range(episodes)]
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return np.stack([c.act(o[:2], o[2:], task.goal)[0] for c, o in zip(ctrls, obs.astype(np.float64),
-                                                                          strict=True)])
-
-    return act
+def reference_returns(task: Task, episodes: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    """D4RL's reference protocol: the full-horizon returns of the uniform random policy and, on mazes, of the
+    noiseless controller (one persistent controller, as D4RL's script runs it), episodes seeded seed + i."""
+    out = {"random": np.array(evaluate(random_policy(task, seed), task, episodes, seed).returns)}
+    if task.is_maze:
+        out["controller"] = controller_returns(task, episodes, seed)
+    return out
 
 
 def measure_references(task: Task, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
-    """D4RL's reference protocol: mean full-horizon returns of the uniform random policy and of the noiseless
-    controller (one persistent controller, as D4RL's script runs it)."""
-    random_ret = evaluate(random_policy(task, seed), task, episodes, seed).return_mean
-    return random_ret, float(controller_returns(task, episodes, seed).mean())
+    """The mean returns of ``reference_returns``: (random, controller)."""
+    r = reference_returns(task, episodes, seed)
+    return float(r["random"].mean()), float(r["controller"].mean())

@@ -17,10 +17,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from dydiff.envs.maze import GOAL_CELLS, LAYOUTS, Maze
+from dydiff.envs.maze import EPISODE_STEPS, GOAL_CELLS, LAYOUTS, Maze
 
 BODY_POS = 1.2  # D4RL's particle body position; walls are at (r + 1, c + 1)
-EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}  # maze2d-*-v1's max_episode_steps
 
 
 def maze_xml(layout: list[str]) -> str:

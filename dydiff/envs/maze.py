@@ -11,6 +11,8 @@ A maze is a grid of cells (row r, column c). Two coordinate frames place it in t
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 # D4RL's layouts (identical to gymnasium_robotics.envs.maze.maps); '#' = wall, 'O' = free.
@@ -30,6 +32,7 @@ _LARGE = [
 LAYOUTS = {"umaze": _U, "medium": _MEDIUM, "large": _LARGE}
 # D4RL's fixed evaluation goal cells ('G' in d4rl/pointmaze/maze_model.py).
 GOAL_CELLS = {"umaze": (1, 1), "medium": (6, 6), "large": (7, 9)}
+EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}  # maze2d-*-v1's max_episode_steps
 # D4RL's wall offset: body at (1.2, 1.2), walls at (r + 1, c + 1), so walls sit −0.2 off the cell grid.
 D4RL_WALL_SHIFT = -0.2
 # gridcraft's grid actions in (row, col) steps, in its order (np.argmax breaks ties by the first):
@@ -115,13 +118,19 @@ class Maze:
             return int(r), int(c)
         return int(cell[0]), int(cell[1])
 
+    @cached_property
+    def _moves(self) -> tuple[list, dict, np.ndarray]:
+        """Every cell, its index, and the index each grid move leads to (planning reuses them)."""
+        cells = [(r, c) for r in range(self.rows) for c in range(self.cols)]
+        index = {cell: i for i, cell in enumerate(cells)}
+        return cells, index, np.array([[index[self.step_cell(cell, a)] for a in range(len(GRID_MOVES))]
+                                       for cell in cells])
+
     def plan(self, start, target, iterations: int = 50, discount: float = 0.99, max_steps: int = 100) -> list:
         """D4RL's ``WaypointController._new_target``: tabular Q-iteration (reward 1 on the target cell, 50
         iterations, γ 0.99, Q₀ = 0), then a greedy rollout of at most 100 moves from ``start``. Returns the cells
         visited after ``start``, ending at ``target`` when it is reached."""
-        cells = [(r, c) for r in range(self.rows) for c in range(self.cols)]
-        index = {cell: i for i, cell in enumerate(cells)}
-        nxt = np.array([[index[self.step_cell(cell, a)] for a in range(len(GRID_MOVES))] for cell in cells])
+        cells, index, nxt = self._moves
         reward = np.array([float(cell == tuple(target)) for cell in cells])
         q = np.zeros(nxt.shape)
         for _ in range(iterations):

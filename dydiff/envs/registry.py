@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from dydiff.envs import termination
-from dydiff.envs.maze import GOAL_CELLS, LAYOUTS, Maze
+from dydiff.envs.maze import EPISODE_STEPS, GOAL_CELLS, LAYOUTS, Maze
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Task:
     terminal_fn: str = "never"  # key of termination.TERMINATIONS
     velocity_clip: float | None = None  # the observation clips qvel to ±this (rebuilding state is lossy)
     maze: str | None = None  # layout key for maze tasks
-    maze_frame: str = "d4rl"  # d4rl: D4RL's maze2d env (envs/d4rl_maze.py); gymnasium: PointMaze-v3
+    maze_frame: str | None = None  # mazes: d4rl (D4RL's maze2d env, envs/d4rl_maze.py) or gymnasium (PointMaze)
     env_kwargs: dict = field(default_factory=dict)
 
     @property
@@ -60,7 +60,7 @@ class Task:
     # ---- environment -------------------------------------------------------------------------
     def make_env(self, **kwargs) -> gym.Env:
         kw = {**self.env_kwargs, "max_episode_steps": self.episode_length, **kwargs}
-        if self.is_maze and self.maze_frame == "d4rl":
+        if self.maze_frame == "d4rl":
             import dydiff.envs.d4rl_maze  # noqa: F401 - registers dydiff/maze2d-*-v1
         elif self.is_maze:
             with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -126,20 +126,21 @@ class Task:
         return 100.0 * (np.asarray(ret) - lo) / (hi - lo)
 
 
-def _maze(name: str, env_id: str, steps: int, ref_random: float, ref_expert: float, frame: str) -> Task:
-    return Task(name, env_id, 4, 2, steps, ref_random, ref_expert, maze=name.split("-")[1], maze_frame=frame)
+def _maze(name: str, env_id: str, ref_random: float, ref_expert: float, frame: str) -> Task:
+    maze = name.split("-")[1]
+    return Task(name, env_id, 4, 2, EPISODE_STEPS[maze], ref_random, ref_expert, maze=maze, maze_frame=frame)
 
 
 TASKS: dict[str, Task] = {
     # D4RL's maze2d-*-v1 (its env, its REF_MIN / REF_MAX scores, d4rl/pointmaze/__init__.py)
-    "maze2d-umaze": _maze("maze2d-umaze", "dydiff/maze2d-umaze-v1", 300, 23.85, 161.86, "d4rl"),
-    "maze2d-medium": _maze("maze2d-medium", "dydiff/maze2d-medium-v1", 600, 13.13, 277.39, "d4rl"),
-    "maze2d-large": _maze("maze2d-large", "dydiff/maze2d-large-v1", 800, 6.7, 273.99, "d4rl"),
+    "maze2d-umaze": _maze("maze2d-umaze", "dydiff/maze2d-umaze-v1", 23.85, 161.86, "d4rl"),
+    "maze2d-medium": _maze("maze2d-medium", "dydiff/maze2d-medium-v1", 13.13, 277.39, "d4rl"),
+    "maze2d-large": _maze("maze2d-large", "dydiff/maze2d-large-v1", 6.7, 273.99, "d4rl"),
     # The same layouts on Gymnasium-Robotics PointMaze-v3 (Minari's D4RL/pointmaze/* were regenerated on it);
     # D4RL's constants do not apply there: built-in pointmaze data measures and stores its own references.
-    "pointmaze-umaze": _maze("pointmaze-umaze", "PointMaze_UMaze-v3", 300, 23.85, 161.86, "gymnasium"),
-    "pointmaze-medium": _maze("pointmaze-medium", "PointMaze_Medium-v3", 600, 13.13, 277.39, "gymnasium"),
-    "pointmaze-large": _maze("pointmaze-large", "PointMaze_Large-v3", 800, 6.7, 273.99, "gymnasium"),
+    "pointmaze-umaze": _maze("pointmaze-umaze", "PointMaze_UMaze-v3", 23.85, 161.86, "gymnasium"),
+    "pointmaze-medium": _maze("pointmaze-medium", "PointMaze_Medium-v3", 13.13, 277.39, "gymnasium"),
+    "pointmaze-large": _maze("pointmaze-large", "PointMaze_Large-v3", 6.7, 273.99, "gymnasium"),
     "hopper": Task("hopper", "Hopper-v5", 11, 3, 1000, -20.272305, 3234.3, "hopper", velocity_clip=10.0),
     "halfcheetah": Task("halfcheetah", "HalfCheetah-v5", 17, 6, 1000, -280.178953, 12135.0),
     "walker2d": Task(
