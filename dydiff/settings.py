@@ -64,6 +64,12 @@ def check_pretrain(c: dict, models) -> None:
     _check(isinstance(c["horizon"], int) and c["horizon"] >= 1, "horizon", c["horizon"], "L must be an integer ≥ 1")
     unknown = [m for m in c["models"] if m not in models]
     _check(not unknown, "models", c["models"], f"unknown model(s) {unknown}; registered: {', '.join(models)}")
+    d = c.get("denoiser", {})
+    if "denoiser" in c["models"] and d["module"].get("kind") == "residual":
+        steps, mean = d["trainer"]["max_epochs"] * d["trainer"]["steps_per_epoch"], d["module"]["mean_steps"]
+        _check(isinstance(mean, int) and 1 <= mean < steps, "denoiser.module.mean_steps", mean,
+               f"kind=residual trains μ for the first mean_steps updates and the residual EDM after: an integer in "
+               f"[1, {steps}) (the run has {steps} steps)")
     f = c["holdout"]["fraction"]
     _check(_number(f) and 0 < f < 1, "holdout.fraction", f, "must be in (0, 1)")
     _check(isinstance(c["val_windows"], int) and c["val_windows"] >= 1, "val_windows", c["val_windows"],

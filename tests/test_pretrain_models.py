@@ -39,11 +39,11 @@ def linear_system(episodes=150, length=24, seed=0, feedback=False):
     return OfflineDataset.from_arrays(arrays, "maze2d-umaze", "linear-system")
 
 
-def denoiser(windows, kind="edm", network="mlp"):
+def denoiser(windows, kind="edm", network="mlp", **kwargs):
     n = windows.normalizer
     return DenoiserModule(4, 2, windows.horizon, n.center.tolist(), n.scale.tolist(), kind=kind, network=network,
                           network_kwargs={"mlp": {"width": 128, "depth": 2}, "unet": {"dim": 8, "dim_mults": [1, 2]}},
-                          batch_size=64, lr=1e-3)
+                          **{"batch_size": 64, "lr": 1e-3, **kwargs})
 
 
 def attach_windows(module, w):
