@@ -7,6 +7,11 @@ from s_0 in the real Gymnasium simulator, and compare per step t:
   e_d,t = ‖s_d,t − s_t‖²  and  E_d,t = Σ_{i≤t} e_d,i  (the DM sampling s_1..s_L given s_0 and the actions)
 averaged over the K sequences, in original units and in the window normaliser's units.
 
+Beside the errors, for every model: the spread between ``spread_samples`` samples for the same s_0 and actions
+(per step, Σ over dimensions of the across-sample variance, averaged over sequences; 0 for a deterministic
+model; the ensemble's from its random elite per step, its mean, as synthesis rolls it out) and the seconds it
+takes to make ``cost_trajectories`` trajectories of length L (the K sequences tiled), on this machine's threads.
+
 The ``iterations`` analysis (paper Fig. 7, Figs. 8-9) follows DyDiff's own trajectories instead: the policy
 acts in the ensemble from held-out s_0, then the DM and the policy refine them M times (Eqs. 7-9). After each
 iteration m the real simulator executes that iteration's actions from s_0, and
@@ -16,6 +21,8 @@ iteration m the real simulator executes that iteration's actions from s_0, and
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,9 +71,25 @@ def errors(pred: np.ndarray, true: np.ndarray, scale: np.ndarray) -> dict:
             "E_norm": np.cumsum(e_norm).tolist()}
 
 
+def spread(sample: Callable, s0: torch.Tensor, actions: torch.Tensor, generator, n: int = 8) -> list:
+    """Per-step Σ_d Var over ``n`` samples of ``sample(s0, actions, generator)`` (unbiased), mean over sequences."""
+    x = torch.stack([sample(s0, actions, generator).double() for _ in range(n)])
+    return x.var(0).sum(-1).mean(0).tolist()
+
+
+def seconds(sample: Callable, s0: torch.Tensor, actions: torch.Tensor, generator, n: int) -> float:
+    """Wall seconds to sample ``n`` trajectories (the sequences tiled to n)."""
+    idx = torch.arange(n) % len(s0)
+    start = time.perf_counter()
+    sample(s0[idx], actions[idx], generator)
+    return time.perf_counter() - start
+
+
 def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int = 0, policy: Callable | None = None,
-                  denoisers: dict | None = None, out_dir: str | Path | None = None, writer=None) -> dict:
-    """Run the diagnostic. ``denoisers`` maps labels to trajectory models (default: the stage-1 DM)."""
+                  denoisers: dict | None = None, out_dir: str | Path | None = None, writer=None,
+                  spread_samples: int = 8, cost_trajectories: int = 2048) -> dict:
+    """Run the diagnostic. ``denoisers`` maps labels to trajectory models (default: the stage-1 DM);
+    ``spread_samples`` / ``cost_trajectories`` 0 skip the spread and the cost."""
     denoisers = denoisers or {pretrained.denoiser.kind: pretrained.denoiser}
     dyn, horizon = pretrained.dynamics, next(iter(denoisers.values())).horizon
     s0, actions, rows = heldout_windows(ds, pretrained.manifest["holdout_episodes"], horizon, windows, seed)
@@ -90,6 +113,14 @@ def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int =
     dm = next(iter(denoisers))
     e_m, E_d, e_d = (report["models"]["ensemble"]["e"][-1], report["models"][dm]["E"][-1],
                      report["models"][dm]["e"][-1])
+    samplers = {"ensemble": dyn.rollout, **{k: m.sample for k, m in denoisers.items()}}
+    for k, f in samplers.items():
+        if spread_samples > 1:
+            report["models"][k]["spread"] = spread(f, s0_t, act_t, g, spread_samples)
+        if cost_trajectories:
+            report["models"][k]["seconds"] = seconds(f, s0_t, act_t, g, cost_trajectories)
+    report["spread_samples"], report["cost_trajectories"] = spread_samples, cost_trajectories
+    report["threads"] = torch.get_num_threads()
     report["summary"] = {"e_m_L": e_m, "E_d_L": E_d, "e_d_L": e_d, "E_d_over_e_m": E_d / e_m,
                          "e_d_over_e_m": e_d / e_m}
     if out_dir is not None:
@@ -139,26 +170,50 @@ def summary_line(report: dict) -> str:
     return line
 
 
+def table(report: dict) -> str:
+    """The models side by side as a Markdown table: e at t = 1, L/2, L, E(L), states in walls (mazes), the
+    spread at L and the cost."""
+    L = report["horizon"]
+    head = ["model", "e(1)", f"e({L // 2})", f"e({L})", f"E({L})"]
+    head += ["in walls"] * ("true_in_wall" in report) + [f"spread({L})", f"s / {report.get('cost_trajectories')}"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k, m in report["models"].items():
+        cells = [k] + [f"{m['e'][t]:.4g}" for t in (1, L // 2, L)] + [f"{m['E'][L]:.4g}"]
+        cells += [str(m["in_wall"])] * ("true_in_wall" in report)
+        cells += [f"{m['spread'][L]:.3g}" if "spread" in m else "", f"{m['seconds']:.2f}" if "seconds" in m else ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def run_rollout_error(pretrain_dir: str | Path, ds: OfflineDataset, windows: int = 64, seed: int = 0,
-                      log_dir: str = "runs", policy: Callable | None = None, compare: dict | None = None) -> dict:
+                      log_dir: str = "runs", policy: Callable | None = None, compare: dict | None = None,
+                      spread_samples: int = 8, cost_trajectories: int = 2048) -> dict:
     """Load the stage-1 models, run the diagnostic, write JSON beside them and curves to TensorBoard, print the
-    summary line. ``compare`` maps extra labels to denoiser checkpoints, reported beside the stage's own DM."""
+    summary line and the table. ``compare`` maps extra labels to denoiser checkpoints, or to
+    ``{path: <checkpoint>, sampler: {<edm.sample keyword or average>: value}}``, reported beside the stage's DM."""
     from torch.utils.tensorboard import SummaryWriter
 
     from dydiff.checkpoints import load_module, load_pretrained
 
     pre = load_pretrained(pretrain_dir, ds)
     denoisers = {pre.denoiser.kind: pre.denoiser}
-    for label, path in (compare or {}).items():
-        denoisers[label] = load_module(path).model.eval()
+    for label, spec in (compare or {}).items():
+        spec = spec if isinstance(spec, dict) else {"path": spec}
+        model = pre.denoiser if spec["path"] in ("", "stage", None) else load_module(spec["path"]).model.eval()
+        if spec.get("sampler"):
+            model = copy.copy(model)  # the same weights, its own sampler settings
+            model.sampler = {**model.sampler, **spec["sampler"]}
+        denoisers[label] = model
     writer = SummaryWriter(str(Path(log_dir) / Path(pretrain_dir).parent.name / "pretrain" / "rollout_error"))
-    report = rollout_error(pre, ds, windows, seed, policy, denoisers, pretrain_dir, writer)
+    report = rollout_error(pre, ds, windows, seed, policy, denoisers, pretrain_dir, writer, spread_samples,
+                           cost_trajectories)
     writer.close()
     from dydiff import figures
 
     figures.save(figures.rollout_error(report, f"{ds.task.name}: rollout error against the real simulator"),
                  Path(pretrain_dir) / "rollout_error.png")
     print(summary_line(report))
+    print(table(report))
     return report
 
 

@@ -2,6 +2,7 @@
 
     python stages/analyze.py rollout_error                       # Fig. 4, held-out dataset actions (default)
     python stages/analyze.py rollout_error compare='{mlp: checkpoints/x/pretrain/denoiser/last.ckpt}'
+    python stages/analyze.py rollout_error compare='{edm_N8: {path: stage, sampler: {num_steps: 8}}}'
     python stages/analyze.py rollout_error policy=checkpoints/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt
     python stages/analyze.py iterations policy=checkpoints/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt
                                                                  # Fig. 7 (+ Fig. 9 in mazes), M = 0..5
@@ -40,7 +41,8 @@ def run(cfg: DictConfig) -> dict:
     if c["mode"] == "iterations":
         return run_refinement_error(pretrain, ds, policy, c["out"] or Path(c["policy"]).parent, c["iterations"],
                                     c["windows"], c["seed"], c["blend"])
-    return run_rollout_error(pretrain, ds, c["windows"], c["seed"], c["log_dir"], policy, c["compare"])
+    return run_rollout_error(pretrain, ds, c["windows"], c["seed"], c["log_dir"], policy, c["compare"],
+                             c["spread_samples"], c["cost_trajectories"])
 
 
 @hydra.main(config_path="../conf", config_name="analyze", version_base="1.3")

@@ -47,7 +47,9 @@ def train_all(c: dict, ds, out) -> dict:
     result = {"checkpoints": str(out), "metrics": trained}
     if c["rollout_error"]["enabled"] and {"denoiser", "dynamics"} <= set(c["models"]):
         re = c["rollout_error"]
-        result["rollout_error"] = run_rollout_error(out, ds, re["windows"], re["seed"], c["log_dir"])
+        result["rollout_error"] = run_rollout_error(out, ds, re["windows"], re["seed"], c["log_dir"],
+                                                    spread_samples=re["spread_samples"],
+                                                    cost_trajectories=re["cost_trajectories"])
     return result
 
 

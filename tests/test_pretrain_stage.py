@@ -122,3 +122,47 @@ def test_rollout_error_with_policy_actions(smoke_run):
         rep = analyze(compose("analyze", overrides=[*common, f"policy={ckpt}", "windows=5"]))
     assert rep["actions"] == "policy" and rep["windows"] == 5
     assert rep["models"]["ensemble"]["e"][0] == 0.0 and len(rep["models"]["ensemble"]["e"]) == 17
+
+
+@pytest.mark.parametrize("mean_steps", [4, 7])  # μ frozen before the interruption at 6 steps, or after
+def test_residual_resume_matches_uninterrupted(tmp_path, mean_steps):
+    from stages.pretrain import run
+
+    common = ["models=[denoiser]", "rollout_error.enabled=false", "denoiser.module.kind=residual",
+              f"denoiser.module.mean_steps={mean_steps}"]
+    common.append("denoiser.trainer.max_epochs=3")
+    run(compose_pretrain(tmp_path / "a", *common))
+    run(compose_pretrain(tmp_path / "b", *common, "+denoiser.trainer.max_steps=6"))  # "interrupted" after 2 epochs
+    run(compose_pretrain(tmp_path / "b", *common, "resume=true"))
+    a, b = (torch.load(tmp_path / f"{r}/ck/maze2d-umaze/pretrain/denoiser/last.ckpt", weights_only=True)
+            for r in "ab")
+    assert b["global_step"] == a["global_step"] == 9
+    assert not torch.equal(a["state_dict"]["model.rho"], torch.ones_like(a["state_dict"]["model.rho"]))
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_residual_runs_through_both_stages(tmp_path):
+    """The smoke preset with kind=residual: stage 1 (with the diagnostic) and DyDiff's synthesis in stage 2."""
+    from stages.policy import run as policy
+    from stages.pretrain import run
+
+    result = run(compose_pretrain(tmp_path, "denoiser.module.kind=residual", "denoiser.module.network=mlp"))
+    rep = result["rollout_error"]
+    assert rep["models"]["residual"]["e"][0] == 0.0 and len(rep["models"]["residual"]["spread"]) == 17
+    assert rep["models"]["residual"]["spread"][-1] > 0 and rep["models"]["residual"]["seconds"] > 0
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        summary = policy(compose("policy", overrides=[
+            "preset=smoke", f"data_dir={tmp_path}/data", f"checkpoint_dir={tmp_path}/ck", f"log_dir={tmp_path}/runs",
+            "progress=false", "synth=dydiff", "epochs=1"]))
+    assert len(summary["evaluations"]) == 1
+    ckpt = torch.load(tmp_path / "ck/maze2d-umaze/policy/td3bc-dydiff/seed0/last.ckpt", weights_only=True)
+    assert len(ckpt["synthetic"]["rows"]) > 0
+
+
+def test_residual_mean_steps_must_leave_residual_steps(tmp_path):
+    from dydiff.settings import SettingsError
+    from stages.pretrain import run
+
+    with pytest.raises(SettingsError, match="denoiser.module.mean_steps"):
+        run(compose_pretrain(tmp_path, "denoiser.module.kind=residual", "denoiser.module.mean_steps=6"))

@@ -152,8 +152,9 @@ def test_phases_train_one_network_each_and_the_idle_one_never_moves():
         module.on_before_optimizer_step(opt)
         opt.step()
         module.on_train_batch_end()
-        mean_moved = any(not torch.equal(a, b) for a, b in zip(mean_before, module.model.mean_net.parameters()))
-        edm_moved = any(not torch.equal(a, b) for a, b in zip(edm_before, module.model.net.parameters()))
+        mean_moved, edm_moved = (any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+                                 for before, net in ((mean_before, module.model.mean_net),
+                                                     (edm_before, module.model.net)))
         assert (mean_moved, edm_moved) == ((True, False) if step < 3 else (False, True)), step
         if step == 2:
             assert torch.equal(module.model.rho, torch.ones_like(module.model.rho))

@@ -80,12 +80,12 @@ def make_trainer(ckpt_dir: str | Path, log_name: str, max_epochs: int, monitor: 
     TensorBoard logs to ``log_dir/log_name``, stops early after ``patience`` epochs without improvement, and
     keeps an EMA of the weights (saved as the checkpoint's state_dict) when ``ema_decay`` is set; ``callbacks``
     are added first, progress (see ``progress_callbacks``) last."""
+    # last.ckpt every epoch from its own callback: ModelCheckpoint(save_last=True) writes it only in epochs whose
+    # monitored value improved (Lightning 2.6), which left a stale last.ckpt for stage 2 and resume
+    ckpts = [ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)]
     if monitor:
-        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=True,
-                               enable_version_counter=False)
-    else:  # keep only the latest, as last.ckpt, every epoch
-        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    callbacks = [*(callbacks or []), ckpt, LearningRateMonitor()]
+        ckpts.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, enable_version_counter=False))
+    callbacks = [*(callbacks or []), *ckpts, LearningRateMonitor()]
     bars = progress_callbacks(progress, log_name, kw.pop("refresh_rate", 20))
     if patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=patience, mode="min"))
