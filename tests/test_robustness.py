@@ -72,3 +72,32 @@ def test_the_stage_one_lock_is_taken_by_rank_zero_only(tmp_path, monkeypatch):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert isinstance(locked_on_rank_zero(tmp_path / "other"), nullcontext)
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_monitor_does_not_improve(tmp_path):
+    """Lightning's save_last=True writes last.ckpt only in epochs whose monitored value improved; stage 2 loads the
+    denoiser's last.ckpt and resume starts from it, so it must be the final epoch whatever the monitor did."""
+    import lightning as L
+
+    from dydiff.lightning.trainer import Steps, make_trainer
+
+    class Worsening(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - 1.0).pow(2).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch), batch_size=1)  # best at epoch 0, worse after
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = make_trainer(tmp_path / "ck", "w", max_epochs=3, monitor="val/loss", log_dir=str(tmp_path / "runs"),
+                           progress=False, accelerator="cpu")
+    trainer.fit(Worsening(), Steps(2), Steps(1))
+    last = torch.load(tmp_path / "ck/last.ckpt", weights_only=True)
+    best = torch.load(tmp_path / "ck/best.ckpt", weights_only=True)
+    assert (last["global_step"], best["global_step"]) == (6, 2)
