@@ -3,7 +3,12 @@
 - ``TemporalUNet``: the 1-D temporal U-Net of Diffuser (Janner et al., 2022) that DyDiff uses: residual
   blocks of Conv1d → GroupNorm → Mish with a time embedding, down/up-sampling by 2 per level.
   Paper size: dim 128, dim_mults (1, 4, 8), kernel 5 (about 58M parameters for hopper, horizon 100).
-- ``ResidualMLP``: the window flattened, through residual MLP blocks; much cheaper to run on a CPU.
+- ``ResidualMLP``: the window flattened, through residual MLP blocks; much cheaper to run on a CPU. With
+  ``causal=True`` its weights are masked as in MADE (Germain et al., 2015) so that the output at step t sees
+  only s_0, a_0..a_{t−1} and the window's states s_1..s_t: a trajectory model cannot then infer s_t from the
+  actions taken after it. Those reveal the state under the dataset's feedback policy and mislead the model
+  under any other policy, such as the one DyDiff's synthesis rolls out. Hidden units get time degrees spread
+  evenly over 0..L; LayerNorm, which mixes all units, is left out.
 """
 
 from __future__ import annotations
@@ -85,17 +90,49 @@ class TemporalUNet(nn.Module):
         return self.final(h)[..., :horizon].transpose(1, 2)
 
 
+class MaskedLinear(nn.Linear):
+    """A linear layer with a fixed 0/1 connectivity mask on its weight."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def time_degrees(horizon: int, transition_dim: int, state_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step each flattened window entry belongs to, as an input (a state s_t: t; an action a_t: t + 1, the
+    first state it moves) and as an output (a state s_t: t; actions, overwritten by the conditions: the last)."""
+    t = torch.arange(horizon)[:, None].expand(horizon, transition_dim)
+    is_act = torch.arange(transition_dim)[None] >= state_dim
+    return torch.where(is_act, t + 1, t).flatten(), torch.where(is_act, horizon - 1, t).flatten()
+
+
+def spread_degrees(width: int, horizon: int) -> torch.Tensor:
+    return torch.arange(width) * horizon // width  # 0..L, evenly
+
+
 class ResidualMLP(nn.Module):
-    def __init__(self, transition_dim: int, horizon: int, width: int = 512, depth: int = 4, t_dim: int = 64):
+    def __init__(self, transition_dim: int, horizon: int, width: int = 512, depth: int = 4, t_dim: int = 64,
+                 causal: bool = False, state_dim: int | None = None):
         super().__init__()
         n = transition_dim * horizon
-        self.horizon, self.transition_dim = horizon, transition_dim
+        self.horizon, self.transition_dim, self.causal = horizon, transition_dim, causal
         self.time = time_mlp(t_dim, width)
-        self.inp = nn.Linear(n, width)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width * 2), nn.Mish(), nn.Linear(width * 2, width))
-            for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n))
+        if causal:
+            d_in, d_out = time_degrees(horizon, transition_dim, state_dim)
+            d_h, d_2h = spread_degrees(width, horizon), spread_degrees(2 * width, horizon)
+            linear = lambda d_from, d_to: MaskedLinear(d_to[:, None] >= d_from[None])  # noqa: E731
+            norm = nn.Identity
+        else:
+            linear = lambda d_from, d_to: nn.Linear(len(d_from), len(d_to))  # noqa: E731
+            norm = lambda: nn.LayerNorm(width)  # noqa: E731
+            d_in, d_out, d_h, d_2h = (torch.zeros(k) for k in (n, n, width, 2 * width))
+        self.inp = linear(d_in, d_h)
+        self.blocks = nn.ModuleList(nn.Sequential(norm(), linear(d_h, d_2h), nn.Mish(), linear(d_2h, d_h))
+                                    for _ in range(depth))
+        self.out = nn.Sequential(norm(), linear(d_h, d_out))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         h = self.inp(x.flatten(1)) + self.time(c_noise)
@@ -105,12 +142,13 @@ class ResidualMLP(nn.Module):
 
 
 def build_network(network: str, transition_dim: int, horizon: int, unet: dict | None = None,
-                  mlp: dict | None = None) -> nn.Module:
-    """``network``: 'unet' (sized by ``unet``: dim, dim_mults, kernel) or 'mlp' (by ``mlp``: width, depth)."""
+                  mlp: dict | None = None, state_dim: int | None = None) -> nn.Module:
+    """``network``: 'unet' (sized by ``unet``: dim, dim_mults, kernel) or 'mlp' (by ``mlp``: width, depth,
+    causal; a causal MLP needs ``state_dim``, the first entries of a window row)."""
     if network == "unet":
         kw = {**(unet or {})}
         kw["dim_mults"] = tuple(kw.get("dim_mults", (1, 2, 4)))
         return TemporalUNet(transition_dim, **kw)
     if network == "mlp":
-        return ResidualMLP(transition_dim, horizon, **(mlp or {}))
+        return ResidualMLP(transition_dim, horizon, **(mlp or {}), state_dim=state_dim)
     raise ValueError(f"unknown denoiser network {network!r} (expected 'unet' or 'mlp')")

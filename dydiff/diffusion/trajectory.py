@@ -37,9 +37,11 @@ class TrajectoryModel(nn.Module):
         self.sigma_data = 1.0 if kind == "residual" else sigma_data  # z = (x − μ)/ρ has RMS 1
         self.p_mean, self.p_std, self.pad_value, self.residual_scale = p_mean, p_std, pad_value, residual_scale
         self.sampler = dict(sampler or {})  # overrides of edm.sample's defaults (Table 3), and ``average``
-        self.net = build_network(network, obs_dim + act_dim, horizon + 1, **(network_kwargs or {}))
+        make = lambda: build_network(network, obs_dim + act_dim, horizon + 1, **(network_kwargs or {}),  # noqa: E731
+                                     state_dim=obs_dim)
+        self.net = make()
         if kind == "residual":
-            self.mean_net = build_network(network, obs_dim + act_dim, horizon + 1, **(network_kwargs or {}))
+            self.mean_net = make()
             self.register_buffer("rho", torch.ones(horizon + 1, obs_dim + act_dim))  # ρ; 1 until fit_residual
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32))  # normaliser (obs ‖ act)
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
