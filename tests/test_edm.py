@@ -86,3 +86,25 @@ def test_denoiser_input_has_clean_conditions():
     mask[:, 0] = True
     edm.edm_loss(spy, x0, mask, ~mask, torch.full((2,), 10.0), torch.randn_like(x0))
     assert torch.equal(seen["x"][mask], x0[mask]) and not torch.equal(seen["x"][~mask], x0[~mask])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_causal_mlp_sees_only_the_past(causal):
+    """The output at step t depends on s_0..s_t and a_0..a_{t-1} only (gradients), for every t; the plain MLP
+    sees the whole window."""
+    from dydiff.diffusion.networks import ResidualMLP
+
+    torch.manual_seed(0)
+    rows, dim, obs = 9, 6, 4
+    net = ResidualMLP(dim, rows, width=64, depth=2, causal=causal, state_dim=obs)
+    x = torch.randn(3, rows, dim, requires_grad=True)
+    out = net(x, torch.zeros(3))
+    for t in range(1, rows):
+        (g,) = torch.autograd.grad(out[:, t, :obs].sum(), x, retain_graph=True)
+        seen = g.abs().sum(0) > 0
+        allowed = torch.zeros(rows, dim, dtype=torch.bool)
+        allowed[: t + 1, :obs], allowed[:t, obs:] = True, True
+        if causal:
+            assert torch.equal(seen, allowed), t  # all of the past is used, nothing of the future
+        else:
+            assert bool(seen.all()), t

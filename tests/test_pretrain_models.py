@@ -171,3 +171,25 @@ def test_ensemble_step_runs_each_elite_on_its_own_samples_only():
     torch.testing.assert_close(d.step(s, a, torch.Generator().manual_seed(0), deterministic=False),
                                s + mean[pick, rows] + noise * (0.5 * logvar[pick, rows]).exp())
     assert set(pick.tolist()) == {0, 2, 3}
+
+
+def test_a_causal_regressor_generalises_from_a_feedback_policy_to_other_actions():
+    """Under a feedback policy an action reveals the state it was taken in, so a model that reads the actions
+    after s_t learns to infer s_t from them; under other actions (uniform here, a new policy in DyDiff's
+    synthesis) that inference fails. The causal MLP cannot read them (measured: 0.0032 vs 0.00034)."""
+    error = {}
+    w = TrajectoryWindows(linear_system(feedback=True), 8)
+    test = TrajectoryWindows(linear_system(episodes=20, seed=1), 8, w.normalizer)  # uniform actions
+    x, _ = test[torch.arange(0, len(test), 5)]
+    raw = w.normalizer.denormalize(x.double()).float()
+    for causal in (False, True):
+        torch.manual_seed(0)
+        n = w.normalizer
+        module = DenoiserModule(4, 2, 8, n.center.tolist(), n.scale.tolist(), kind="regressor", network="mlp",
+                                network_kwargs={"mlp": {"width": 128, "depth": 2, "causal": causal}},
+                                batch_size=64, lr=1e-3)
+        attach_windows(module, w)
+        train(module, 1000)
+        pred = module.model.eval().sample(raw[:, 0, :4], raw[:, :-1, 4:])
+        error[causal] = float(((pred[:, 1:] - raw[:, 1:, :4]) ** 2).mean())
+    assert error[True] < 0.3 * error[False], error
