@@ -99,9 +99,10 @@ def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int =
         actions = ensemble_rollout(dyn, policy, s0_t, horizon, g)[1].numpy()  # the paper's protocol
     true, inexact = simulate(ds, s0, actions, rows)
     act_t = torch.as_tensor(actions, dtype=torch.float32)
-    preds = {"ensemble": dyn.rollout(s0_t, act_t, g).numpy()}
+    own = lambda: torch.Generator().manual_seed(seed + 1)  # noqa: E731  (each model its own draws: a model's
+    preds = {"ensemble": dyn.rollout(s0_t, act_t, own()).numpy()}  # numbers do not depend on the others compared)
     for label, model in denoisers.items():
-        preds[label] = model.sample(s0_t, act_t, g).float().numpy()
+        preds[label] = model.sample(s0_t, act_t, own()).float().numpy()
     scale = np.asarray(pretrained.normalizer.scale[: ds.task.obs_dim], np.float32)
     report = {"horizon": horizon, "windows": len(s0), "actions": "policy" if policy else "held-out dataset",
               "inexact_starts": inexact, "models": {k: errors(v, true, scale) for k, v in preds.items()}}
@@ -116,9 +117,9 @@ def rollout_error(pretrained, ds: OfflineDataset, windows: int = 64, seed: int =
     samplers = {"ensemble": dyn.rollout, **{k: m.sample for k, m in denoisers.items()}}
     for k, f in samplers.items():
         if spread_samples > 1:
-            report["models"][k]["spread"] = spread(f, s0_t, act_t, g, spread_samples)
+            report["models"][k]["spread"] = spread(f, s0_t, act_t, own(), spread_samples)
         if cost_trajectories:
-            report["models"][k]["seconds"] = seconds(f, s0_t, act_t, g, cost_trajectories)
+            report["models"][k]["seconds"] = seconds(f, s0_t, act_t, own(), cost_trajectories)
     report["spread_samples"], report["cost_trajectories"] = spread_samples, cost_trajectories
     report["threads"] = torch.get_num_threads()
     report["summary"] = {"e_m_L": e_m, "E_d_L": E_d, "e_d_L": e_d, "E_d_over_e_m": E_d / e_m,

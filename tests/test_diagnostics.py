@@ -88,3 +88,27 @@ def test_refinement_error_shrinks_by_the_blend_each_iteration(umaze_ds, blend):
     assert [r["legal"] for r in rep["iterations"]] == [int(maze.legal(np.array(xy)[:, 1:]).sum())
                                                        for xy in rep["xy"]]
     assert np.array(rep["xy"]).shape == (4, 10, 13, 2)
+
+
+class Noisy(Replay):
+    """The simulator plus N(0, 0.1²) on x at every step after s_0, drawn from the generator."""
+
+    kind = "noisy"
+
+    def sample(self, s0, actions, generator=None, chunk=None):
+        states = super().sample(s0, actions)
+        states[:, 1:, 0] += 0.1 * torch.randn(states[:, 1:, 0].shape, generator=generator, dtype=states.dtype)
+        return states
+
+
+def test_spread_and_cost_and_each_model_its_own_draws(umaze_ds):
+    pre = Pre(umaze_ds, np.arange(umaze_ds.num_episodes).tolist())
+    alone = rollout_error(pre, umaze_ds, windows=10, seed=0, denoisers={"noisy": Noisy(umaze_ds)},
+                          spread_samples=400, cost_trajectories=20)
+    both = rollout_error(pre, umaze_ds, windows=10, seed=0, spread_samples=400, cost_trajectories=20,
+                         denoisers={"oracle": Replay(umaze_ds), "noisy": Noisy(umaze_ds)})
+    assert alone["models"]["noisy"]["e"] == both["models"]["noisy"]["e"]  # not moved by the other model's draws
+    spread = np.array(alone["models"]["noisy"]["spread"])
+    assert spread[0] == 0.0 and np.abs(spread[1:] / 0.01 - 1).max() < 0.15  # Var = 0.1², 400 samples
+    assert both["models"]["oracle"]["spread"] == [0.0] * 13 and both["models"]["ensemble"]["spread"] == [0.0] * 13
+    assert both["models"]["noisy"]["seconds"] > 0 and both["cost_trajectories"] == 20
