@@ -119,9 +119,12 @@ def test_rollout_error_with_policy_actions(smoke_run):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         policy(compose("policy", overrides=[*common, "progress=false"]))
         ckpt = tmp / "ck/maze2d-umaze/policy/td3bc-none/seed0/last.ckpt"
-        rep = analyze(compose("analyze", overrides=[*common, f"policy={ckpt}", "windows=5"]))
+        rep = analyze(compose("analyze", overrides=[*common, f"policy={ckpt}", "windows=5", "cost_trajectories=64",
+                                                    "compare={n2: {path: stage, sampler: {num_steps: 2}}}"]))
     assert rep["actions"] == "policy" and rep["windows"] == 5
     assert rep["models"]["ensemble"]["e"][0] == 0.0 and len(rep["models"]["ensemble"]["e"]) == 17
+    assert rep["models"]["n2"]["e"] != rep["models"]["edm"]["e"]  # the stage's weights with 2 sampler steps
+    assert rep["models"]["n2"]["spread"][0] == 0.0 < rep["models"]["n2"]["spread"][-1]
 
 
 @pytest.mark.parametrize("mean_steps", [4, 7])  # μ frozen before the interruption at 6 steps, or after
