@@ -173,15 +173,19 @@ def summary_line(report: dict) -> str:
 
 def table(report: dict) -> str:
     """The models side by side as a Markdown table: e at t = 1, L/2, L, E(L), states in walls (mazes), the
-    spread at L and the cost."""
+    spread at L, the cost, and the share of steps t ≥ L/2 where the model is at least as accurate as the
+    ensemble (the long-horizon claim of Theorem 1 / Fig. 4, per step)."""
     L = report["horizon"]
     head = ["model", "e(1)", f"e({L // 2})", f"e({L})", f"E({L})"]
     head += ["in walls"] * ("true_in_wall" in report) + [f"spread({L})", f"s / {report.get('cost_trajectories')}"]
+    head += ["share of t ≥ L/2 with e ≤ e_m"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    e_m = report["models"]["ensemble"]["e"]
     for k, m in report["models"].items():
         cells = [k] + [f"{m['e'][t]:.4g}" for t in (1, L // 2, L)] + [f"{m['E'][L]:.4g}"]
         cells += [str(m["in_wall"])] * ("true_in_wall" in report)
         cells += [f"{m['spread'][L]:.3g}" if "spread" in m else "", f"{m['seconds']:.2f}" if "seconds" in m else ""]
+        cells += [f"{np.mean([m['e'][t] <= e_m[t] for t in range(L // 2, L + 1)]):.2f}"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

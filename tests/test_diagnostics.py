@@ -112,3 +112,16 @@ def test_spread_and_cost_and_each_model_its_own_draws(umaze_ds):
     assert spread[0] == 0.0 and np.abs(spread[1:] / 0.01 - 1).max() < 0.15  # Var = 0.1², 400 samples
     assert both["models"]["oracle"]["spread"] == [0.0] * 13 and both["models"]["ensemble"]["spread"] == [0.0] * 13
     assert both["models"]["noisy"]["seconds"] > 0 and both["cost_trajectories"] == 20
+
+
+def test_table_columns(umaze_ds):
+    from dydiff.diagnostics import table
+
+    pre = Pre(umaze_ds, np.arange(umaze_ds.num_episodes).tolist())
+    rep = rollout_error(pre, umaze_ds, windows=10, seed=0, cost_trajectories=20)
+    lines = table(rep).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    oracle = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert head[:5] == ["model", "e(1)", "e(6)", "e(12)", "E(12)"] and head[-1].startswith("share")
+    assert oracle[0] == "oracle" and oracle[1:5] == ["0", "0", "0", "0"] and oracle[-1] == "1.00"
+    assert lines[2].split("|")[-2].strip() == "1.00"  # the ensemble against itself
