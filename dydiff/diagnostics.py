@@ -183,7 +183,7 @@ def table(report: dict) -> str:
     e_m = report["models"]["ensemble"]["e"]
     for k, m in report["models"].items():
         cells = [k] + [f"{m['e'][t]:.4g}" for t in (1, L // 2, L)] + [f"{m['E'][L]:.4g}"]
-        cells += [str(m["in_wall"])] * ("true_in_wall" in report)
+        cells += [str(m["in_wall"])] if "true_in_wall" in report else []
         cells += [f"{m['spread'][L]:.3g}" if "spread" in m else "", f"{m['seconds']:.2f}" if "seconds" in m else ""]
         cells += [f"{np.mean([m['e'][t] <= e_m[t] for t in range(L // 2, L + 1)]):.2f}"]
         rows.append("| " + " | ".join(cells) + " |")

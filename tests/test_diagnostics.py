@@ -125,3 +125,15 @@ def test_table_columns(umaze_ds):
     assert head[:5] == ["model", "e(1)", "e(6)", "e(12)", "E(12)"] and head[-1].startswith("share")
     assert oracle[0] == "oracle" and oracle[1:5] == ["0", "0", "0", "0"] and oracle[-1] == "1.00"
     assert lines[2].split("|")[-2].strip() == "1.00"  # the ensemble against itself
+
+
+def test_table_without_walls():
+    """A locomotion report has no wall counts: the table leaves the column out."""
+    from dydiff.diagnostics import table
+
+    m = {"e": [0.0, 1.0, 2.0, 3.0, 4.0], "E": [0.0, 1.0, 3.0, 6.0, 10.0], "spread": [0.0] * 5, "seconds": 0.5}
+    rep = {"horizon": 4, "cost_trajectories": 2048, "models": {"ensemble": m, "regressor": {**m, "e": [0.0] * 5}}}
+    lines = table(rep).splitlines()
+    assert "in walls" not in lines[0] and len(lines) == 4
+    assert [c.strip() for c in lines[3].strip("|").split("|")] == ["regressor", "0", "0", "0", "10", "0", "0.50",
+                                                                    "1.00"]
