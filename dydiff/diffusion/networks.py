@@ -118,7 +118,7 @@ class ResidualMLP(nn.Module):
                  causal: bool = False, state_dim: int | None = None):
         super().__init__()
         n = transition_dim * horizon
-        self.horizon, self.transition_dim, self.causal = horizon, transition_dim, causal
+        self.horizon, self.transition_dim = horizon, transition_dim
         self.time = time_mlp(t_dim, width)
         if causal:
             d_in, d_out = time_degrees(horizon, transition_dim, state_dim)

@@ -85,7 +85,8 @@ class TrajectoryModel(nn.Module):
     def fit_residual(self, x0: torch.Tensor, valid: torch.Tensor) -> None:
         """Set ρ from the residuals x − μ of these (training) windows: RMS over the non-padding state entries,
         per entry or globally; 1 on the conditions and where no window has data."""
-        r2, m = (x0 - self.mean(x0)) ** 2 * self.loss_mask(valid), self.loss_mask(valid).to(x0.dtype)
+        m = self.loss_mask(valid).to(x0.dtype)
+        r2 = (x0 - self.mean(x0)) ** 2 * m
         if self.residual_scale == "global":
             rho = (r2.sum() / m.sum().clamp(min=1)).sqrt().expand_as(self.rho)
             rho = torch.where(self.cond_mask, 1.0, rho)
@@ -97,9 +98,9 @@ class TrajectoryModel(nn.Module):
     def loss(self, x0: torch.Tensor, valid: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample loss (B,) and the σ used (B,; zeros for the regressor). x0: normalised windows. For the
         residual model this is the residual EDM's loss, with μ frozen (``mean_loss`` trains μ)."""
-        cond_mask, loss_mask = self.cond_mask.expand_as(x0), self.loss_mask(valid)
         if self.kind == "regressor":
             return self.mean_loss(x0, valid), x0.new_zeros(len(x0))
+        cond_mask, loss_mask = self.cond_mask.expand_as(x0), self.loss_mask(valid)
         if self.kind == "residual":
             with torch.no_grad():
                 x0 = self.to_residual(x0, self.mean(x0))
