@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dydiff.algos import ALGOS
 from dydiff.checkpoints import dataset_key, load_pretrained, pretrain_path
 from dydiff.lightning.evaluation import Evaluator
-from dydiff.lightning.trainer import make_trainer, resume_path
+from dydiff.lightning.trainer import make_trainer, resume_path, set_threads
 from dydiff.settings import check_policy
 from dydiff.sources import load_dataset
 from dydiff.synthesis import build_synthesizer, synthesizers
@@ -56,7 +56,7 @@ def build(c: dict):
         module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                            ds.task.act_dim, c["seed"], ds.task, s.get("figure_every", 0), out))
     info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": c["seed"],
-            "real_ratio": real_ratio, "epochs": c["epochs"]}
+            "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
     evaluator = Evaluator(ds.task, c["seed"], c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, out,
                           info)
     return ds, module, evaluator, out
@@ -64,6 +64,7 @@ def build(c: dict):
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
+    set_threads(c["threads"])
     ds, module, evaluator, out = build(c)
     print(ds.describe())
     trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,

@@ -15,6 +15,7 @@ from dydiff.checkpoints import pretrain_path, write_manifest
 from dydiff.data.windows import fit_window_normalizer
 from dydiff.diagnostics import run_rollout_error
 from dydiff.io import locked_on_rank_zero
+from dydiff.lightning.trainer import set_threads
 from dydiff.settings import check_pretrain
 from dydiff.sources import load_dataset
 from dydiff.stage1 import MODULES, Stage1Data
@@ -23,6 +24,7 @@ from dydiff.stage1.train import holdout_episodes, train_model
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
+    set_threads(c["threads"])
     check_pretrain(c, MODULES)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
     print(ds.describe())

@@ -90,3 +90,47 @@ def test_ablations_take_synth_keys_on_the_command_line():
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("policy", overrides=[f"+experiment={name}", "synth.iterations=0", "synth.blend=1.0"])
         assert (cfg.synth.name, cfg.synth.iterations, cfg.synth.blend) == ("dydiff", 0, 1.0)
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_two_jobs_in_parallel(tmp_path):
+    """`-m hydra/launcher=joblib hydra.launcher.n_jobs=2`: two seeds at once, each in its own worker, each with
+    cores // 2 threads (joblib's OMP_NUM_THREADS), each with its own folder and summary."""
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "stages/policy.py", "-m", "seed=0,1", "hydra/launcher=joblib",
+                        "hydra.launcher.n_jobs=2", "preset=smoke", "epochs=1", "algo.steps_per_epoch=3",
+                        "eval_episodes=2", f"data_dir={tmp_path}/data", f"checkpoint_dir={tmp_path}/ck",
+                        f"log_dir={tmp_path}/runs", f"hydra.sweep.dir={tmp_path}/h", "progress=false"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Joblib" in r.stdout + r.stderr  # the launcher named in Hydra's log
+    threads = max(1, os.cpu_count() // 2)
+    for seed in (0, 1):
+        summary = json.loads((tmp_path / f"ck/maze2d-umaze/policy/td3bc-none/seed{seed}/summary.json").read_text())
+        assert summary["seed"] == seed and summary["threads"] == threads and len(summary["evaluations"]) == 1
+
+
+def test_slurm_launcher_composes():
+    """`hydra/launcher=submitit_slurm` is installed and composes with a sweep (SLURM itself is not here)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("policy", overrides=["+experiment=maze_comparison", "hydra/launcher=submitit_slurm",
+                                           "hydra.launcher.cpus_per_task=4"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.cpus_per_task == 4
+
+
+def test_threads_follow_the_setting_and_slurm(monkeypatch):
+    from dydiff.lightning.trainer import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+        assert set_threads(None) == 2
+        with pytest.raises(ValueError, match="threads=0"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -30,6 +30,19 @@ class Steps:
         return self.n
 
 
+def set_threads(threads: int | None) -> int:
+    """torch's CPU threads for this process: ``threads``, or under SLURM (``SLURM_CPUS_PER_TASK`` set and
+    ``OMP_NUM_THREADS`` not) the job's cores, else torch's default (which honours ``OMP_NUM_THREADS``: joblib's
+    launcher sets it to cores // n_jobs in each worker). Returns the count in use."""
+    if threads is None and "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
+        threads = int(os.environ["SLURM_CPUS_PER_TASK"])
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r}: must be null or an integer ≥ 1")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 class CheckpointError(RuntimeError):
     pass
 
