@@ -1,7 +1,11 @@
 """Gradient updates per second of each algorithm's LightningModule against a plain PyTorch loop with the same
 networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL.
 
+With ``--seeds 1 3 5 8``, TD3+BC also trains K seeds as one stacked model (``seeds=[...]``): its per-seed rate
+(K × updates/s) against the plain loop's single seed.
+
     python benchmarks/policy_throughput.py [--steps 500] [--algos td3bc cql diffql] [--device cuda]
+    python benchmarks/policy_throughput.py --algos td3bc --seeds 1 3 5 8
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from dydiff.algos import ALGOS
-from dydiff.algos.optim import polyak
+from dydiff.algos.networks import mlp
+from dydiff.algos.optim import adam, polyak
 from dydiff.types import Transitions
 
 
@@ -42,12 +47,14 @@ class Timer(L.Callback):
 
     def on_train_epoch_end(self, trainer, module):
         sync(self.device)
-        self.rate = (module.updates - self.u0) / (time.perf_counter() - self.t0)
+        self.rate = module.members * (module.updates - self.u0) / (time.perf_counter() - self.t0)
 
 
-def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1, device: str = "cpu") -> float:
-    torch.manual_seed(0)
-    m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps, updates_per_step=updates_per_step)
+def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1, device: str = "cpu",
+                   seeds: int = 1) -> float:
+    """Updates/s of the module; with ``seeds`` = K, K seeds stacked, counted K per update (per-seed rate)."""
+    m = ALGOS[algo].stacked(list(range(seeds)), obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps,
+                            updates_per_step=updates_per_step)
     m.attach_data(d)
     timer = Timer(device)
     L.Trainer(max_epochs=1, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, logger=False,
@@ -57,11 +64,16 @@ def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int 
 
 
 def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> float:
-    """The same update written as a plain loop (TD3+BC fully by hand; CQL and Diffusion-QL reuse the module's
-    loss functions, which are plain torch)."""
+    """The same update written as a plain loop (TD3+BC fully by hand, with two separate nn.Sequential critics;
+    CQL and Diffusion-QL reuse the module's loss functions, which are plain torch)."""
     torch.manual_seed(0)
     m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps).to(device)
     opts = m.configure_optimizers()
+    if algo == "td3bc":
+        actor = torch.nn.Sequential(mlp(11, 3), torch.nn.Tanh()).to(device)
+        q1, q2 = mlp(14, 1).to(device), mlp(14, 1).to(device)
+        actor_t, q1_t, q2_t = (copy.deepcopy(n).requires_grad_(False) for n in (actor, q1, q2))
+        opts = adam(actor.parameters(), 3e-4), adam([*q1.parameters(), *q2.parameters()], 3e-4)
     g = torch.Generator(device).manual_seed(0)
     d = Transitions(*(t.to(device) for t in d))
     d = d._replace(obs=(d.obs - m.obs_mean) / m.obs_std, next_obs=(d.next_obs - m.obs_mean) / m.obs_std)
@@ -77,22 +89,22 @@ def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> fl
             obs, nxt = b.obs, b.next_obs  # normalised once above
             with torch.no_grad():
                 noise = (torch.randn(b.act.shape, generator=g, device=device) * 0.2).clamp(-0.5, 0.5)
-                na = (m.actor_target(nxt) + noise).clamp(-1, 1)
-                target = b.rew + 0.99 * (1 - b.done) * torch.min(*m.critic_target(nxt, na))
-            q1, q2 = m.critic(obs, b.act)
-            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+                x = torch.cat([nxt, (actor_t(nxt) + noise).clamp(-1, 1)], -1)
+                target = b.rew + 0.99 * (1 - b.done) * torch.min(q1_t(x), q2_t(x)).squeeze(-1)
+            x = torch.cat([obs, b.act], -1)
+            loss = F.mse_loss(q1(x).squeeze(-1), target) + F.mse_loss(q2(x).squeeze(-1), target)
             critic_opt.zero_grad()
             loss.backward()
             critic_opt.step()
             if i % 2 == 0:
-                pi = m.actor(obs)
-                q = m.critic.q1(torch.cat([obs, pi], -1)).squeeze(-1)
+                pi = actor(obs)
+                q = q1(torch.cat([obs, pi], -1)).squeeze(-1)
                 loss = -2.5 / q.abs().mean().detach() * q.mean() + F.mse_loss(pi, b.act)
                 actor_opt.zero_grad()
                 loss.backward()
                 actor_opt.step()
-                polyak(m.critic_target, m.critic, 0.005)
-                polyak(m.actor_target, m.actor, 0.005)
+                for target_net, net in ((q1_t, q1), (q2_t, q2), (actor_t, actor)):
+                    polyak(target_net, net, 0.005)
         elif algo == "cql":
             actor_opt, critic_opt, alpha_opt, _ = opts
             la, lal = m.actor_loss(b.obs, g)
@@ -130,20 +142,23 @@ def main():
                    "from round to round): the median of the per-round ratios is reported")
     p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
     p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="TD3+BC: K seeds as one model, per-seed rate")
     args = p.parse_args()
     d = data()
     print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}, "
           f"device {args.device}, "
           f"{args.updates_per_step} updates per Lightning step")
-    print(f"{'algo':8} {'lightning upd/s':>16} {'plain upd/s':>12} {'median ratio':>13} {'min':>5} {'max':>5}")
+    print(f"{'algo':8} {'seeds':>5} {'lightning upd/s per seed':>25} {'plain upd/s':>12} {'median ratio':>13} "
+          f"{'min':>5} {'max':>5}")
     for algo in args.algos:
-        plain, light = [], []
-        for _ in range(args.repeats):
-            plain.append(plain_rate(algo, args.steps, copy.deepcopy(d), args.device))
-            light.append(lightning_rate(algo, args.steps, d, args.updates_per_step, args.device))
-        ratios = sorted(x / y for x, y in zip(light, plain, strict=True))
-        print(f"{algo:8} {statistics.median(light):16.1f} {statistics.median(plain):12.1f} "
-              f"{statistics.median(ratios):13.2f} {ratios[0]:5.2f} {ratios[-1]:5.2f}")
+        for k in args.seeds if algo == "td3bc" else [1]:
+            plain, light = [], []
+            for _ in range(args.repeats):
+                plain.append(plain_rate(algo, args.steps, copy.deepcopy(d), args.device))
+                light.append(lightning_rate(algo, args.steps, d, args.updates_per_step, args.device, k))
+            ratios = sorted(x / y for x, y in zip(light, plain, strict=True))
+            print(f"{algo:8} {k:5d} {statistics.median(light):25.1f} {statistics.median(plain):12.1f} "
+                  f"{statistics.median(ratios):13.2f} {ratios[0]:5.2f} {ratios[-1]:5.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def main():
         cfg = compose("policy", overrides=["synth=dydiff", "progress=false", *sys.argv[1:]])
     c = OmegaConf.to_container(cfg, resolve=True)
     ds, module, _, _ = build(c)
-    synthesis = module.round
+    synthesis = module.rounds[0]
     _, base, _, _ = build({**c, "synth": {"name": "none"}})  # the base epoch: updates only, no evaluator
     timer = EpochTimer()
     L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -26,6 +26,13 @@ def check_policy(c: dict, pretrain_dir: str | Path | None = None) -> None:
         _check(isinstance(c[key], int) and c[key] >= 1, key, c[key], "must be an integer ≥ 1")
     _check(isinstance(c["eval_episodes"], int) and c["eval_episodes"] >= 0, "eval_episodes", c["eval_episodes"],
            "must be an integer ≥ 0")
+    seeds = c.get("seeds")
+    _check(seeds is None or (isinstance(seeds, list) and len(seeds) >= 1 and len(set(seeds)) == len(seeds) and
+                             all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seeds)),
+           "seeds", seeds, "must be null or a list of distinct integers ≥ 0, e.g. [0,1,2,3,4]")
+    _check(seeds is None or len(seeds) == 1 or c["algo"]["name"] == "td3bc", "seeds", seeds,
+           f"several seeds in one process batch TD3+BC only so far; run {c['algo']['name']} with seed=<k> "
+           "(a sweep: -m seed=0,1,2 hydra/launcher=joblib)")
     _check(isinstance(c["algo"]["steps_per_epoch"], int) and c["algo"]["steps_per_epoch"] >= 1,
            "algo.steps_per_epoch", c["algo"]["steps_per_epoch"], "must be an integer ≥ 1")
     _check(c.get("protocol", "equal") in ("equal", "official"), "protocol", c.get("protocol"),

@@ -21,12 +21,13 @@ class Transitions(NamedTuple):
 
     def pack(self) -> torch.Tensor:
         """One (N, 2·obs + act + 2) tensor: a batch is then one gather instead of five."""
-        return torch.cat([self.obs, self.act, self.rew[:, None], self.next_obs, self.done[:, None]], 1)
+        return torch.cat([self.obs, self.act, self.rew[..., None], self.next_obs, self.done[..., None]], -1)
 
     @staticmethod
     def unpack(rows: torch.Tensor, obs_dim: int, act_dim: int) -> Transitions:
-        o, a, r, n, d = rows.split([obs_dim, act_dim, 1, obs_dim, 1], 1)
-        return Transitions(o, a, r[:, 0], n, d[:, 0])
+        """Rows (N, width), or (K, N, width) for K seeds' batches stacked."""
+        o, a, r, n, d = rows.split([obs_dim, act_dim, 1, obs_dim, 1], -1)
+        return Transitions(o, a, r[..., 0], n, d[..., 0])
 
 
 def stream_seed(seed: int, rank: int, counter: int) -> int:

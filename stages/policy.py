@@ -5,6 +5,7 @@
     python stages/policy.py algo=cql dataset=hopper-medium-v2 seed=1
     python stages/policy.py algo=diffql resume=true
     python stages/policy.py trainer=ddp trainer.devices=8 preset=paper
+    python stages/policy.py seeds=[0,1,2,3,4]              # 5 seeds as one batched model (TD3+BC)
 """
 
 from __future__ import annotations
@@ -33,49 +34,54 @@ def steps_per_epoch(c: dict) -> int:
 
 
 def build(c: dict):
-    """The dataset, the policy module with its data (and synthesis round) attached, the evaluator, the run folder."""
+    """The dataset, the policy module with its data (and a synthesis round per seed) attached, an evaluator per
+    seed, and the run folder (a K-seed run's checkpoint folder is ``seeds-<k0>-<k1>-...`` beside the seeds')."""
     pretrain = pretrain_path(c)
     check_policy(c, pretrain)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
-    algo, s = c["algo"]["name"], c["synth"]
-    out = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
-        (f"{algo}-{s['name']}" + (f"-{c['tag']}" if c["tag"] else "")) / f"seed{c['seed']}"
+    algo, s, seeds = c["algo"]["name"], c["synth"], c["seeds"] or [c["seed"]]
+    group = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
+        (f"{algo}-{s['name']}" + (f"-{c['tag']}" if c["tag"] else ""))
+    dirs = [group / f"seed{k}" for k in seeds]
+    out = dirs[0] if c["seeds"] is None else group / ("seeds-" + "-".join(map(str, seeds)))
     mean, std = (ds.observations.mean(0).tolist(), (ds.observations.std(0) + 1e-3).tolist()) \
         if c["normalize_states"] else (None, None)
     real_ratio = s.get("real_ratio", c["real_ratio"])  # α; SynthER's own protocol sets it in conf/synth/synther.yaml
-    torch.manual_seed(c["seed"])  # initial weights
-    module = ALGOS[algo](obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name, obs_mean=mean,
-                         obs_std=std, batch_size=c["batch_size"], steps_per_epoch=steps_per_epoch(c),
-                         seed=c["seed"], real_ratio=real_ratio, updates_per_step=c["updates_per_step"],
-                         **c["algo"]["kwargs"])
+    module = ALGOS[algo].stacked(seeds, obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name,
+                                 obs_mean=mean, obs_std=std, batch_size=c["batch_size"],
+                                 steps_per_epoch=steps_per_epoch(c), real_ratio=real_ratio,
+                                 updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
     needs = getattr(synthesizers().get(s["name"]), "needs", ())
     pre = load_pretrained(pretrain, ds, models=needs) if needs else None
-    synth = build_synthesizer(s, ds, pre, pretrain / "synther")
-    if synth is not None:
-        module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
-                                           ds.task.act_dim, c["seed"], ds.task, s.get("figure_every", 0), out))
-    info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": c["seed"],
-            "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
-    evaluator = Evaluator(ds.task, c["seed"], c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, out,
-                          info)
-    return ds, module, evaluator, out
+    evaluators = []
+    for k, (seed, d) in enumerate(zip(seeds, dirs, strict=True)):
+        synth = build_synthesizer(s, ds, pre, pretrain / "synther")
+        if synth is not None:
+            module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
+                                               ds.task.act_dim, seed, ds.task, s.get("figure_every", 0), d,
+                                               key="" if c["seeds"] is None else f"/seed{seed}"))
+        info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": seed,
+                "seeds": seeds, "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
+        evaluators.append(Evaluator(ds.task, seed, c["eval_episodes"], c["eval_every"], ds.ref_random,
+                                    ds.ref_expert, d, info, member=None if c["seeds"] is None else k))
+    return ds, module, evaluators, out
 
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
     set_threads(c["threads"])
-    ds, module, evaluator, out = build(c)
+    ds, module, evaluators, out = build(c)
     print(ds.describe())
     trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,
-                           log_dir=c["log_dir"], progress=c["progress"], callbacks=[evaluator], **c["trainer"])
+                           log_dir=c["log_dir"], progress=c["progress"], callbacks=evaluators, **c["trainer"])
     trainer.fit(module, ckpt_path=resume_path(out / "last.ckpt") if c["resume"] else None)
-    summary = evaluator.summary()  # every rank has every evaluation (gathered); rank 0 also wrote summary.json
-    s = summary["last5_score_mean"]
-    print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {c['seed']}): normalized "
-          f"score (mean of last 5 evaluations) {s:.2f}; references random {ds.ref_random:.2f} = 0, expert "
-          f"{ds.ref_expert:.2f} = 100")
-    return summary
+    summaries = [e.summary() for e in evaluators]  # every rank has every evaluation; rank 0 wrote summary.json
+    for summary in summaries:
+        print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {summary['seed']}): "
+              f"normalized score (mean of last 5 evaluations) {summary['last5_score_mean']:.2f}; references random "
+              f"{ds.ref_random:.2f} = 0, expert {ds.ref_expert:.2f} = 100")
+    return summaries[0] if c["seeds"] is None else summaries
 
 
 @hydra.main(config_path="../conf", config_name="policy", version_base="1.3")

@@ -135,11 +135,11 @@ def test_td3bc_actor_loss_by_hand():
     m = make("td3bc")
     b = Transitions(*(t[:8] for t in random_data()))  # a batch arrives normalised
     obs = b.obs
-    pi = m.actor(obs)
-    q = m.critic.q1(torch.cat([obs, pi], -1)).squeeze(-1)
+    pi = m.actor(obs)[0]
+    q = m.critic(torch.cat([obs, pi], -1))[0, :, 0]  # member 0: Q₁
     lam = 2.5 / q.abs().mean()
     expected = -lam * q.mean() + ((pi - b.act) ** 2).mean()
-    torch.testing.assert_close(m.actor_loss(b), expected)
+    torch.testing.assert_close(m.actor_loss(Transitions(*(t[None] for t in b))), expected)  # one seed: (1, B, ·)
 
 
 def test_cql_conservative_gap_sign_and_size():
@@ -192,7 +192,8 @@ def test_critic_converges_on_one_step_bandit(algo):
         m.hparams.critic_lr = 1e-3
     fit(m, epochs=2)
     with torch.no_grad():
-        q1, q2 = m.critic(m.norm(obs), act)  # obs_mean 0, obs_std 1 here
+        # obs_mean 0, obs_std 1 here; TD3+BC's stacked critics take (seeds, B, ·)
+        q1, q2 = m.q(m.critic, obs[None], act[None])[0] if algo == "td3bc" else m.critic(m.norm(obs), act)
     err = float(((q1 - rew) ** 2).mean())
     assert err < 0.05 * float(rew.var()), err
     np.testing.assert_allclose(q1.numpy(), q2.numpy(), atol=0.5)
@@ -258,3 +259,51 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     pi_loss, alpha_loss = m.actor_loss(obs, torch.Generator().manual_seed(2))
     assert float(pi_loss) == pytest.approx(float((1.0 * -1.0 - (s0 + 0.5)).mean()), rel=1e-5)  # α = e⁰
     assert float(alpha_loss) == pytest.approx(0.0) and m.target_entropy == -2.0  # log α = 0
+
+
+def test_three_seeds_as_one_model_equal_three_single_seed_runs():
+    """seeds [0, 1, 2] stacked: each seed starts from its single-seed run's weights, draws its batches, and after
+    6 updates (3 actor steps) holds that run's parameters up to float rounding."""
+    from dydiff.algos.td3bc import TD3BC
+
+    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, hidden=32)
+    many = TD3BC.stacked([0, 1, 2], **kw)
+    singles = [TD3BC.stacked([s], **kw) for s in (0, 1, 2)]
+    for m in (many, *singles):
+        m.attach_data(random_data())
+    for k, one in enumerate(singles):
+        assert all(torch.equal(v, one.state_dict()[n]) for n, v in many.member_state(k).items())
+        (_, batch), (_, own) = next(many.batches(0)), next(one.batches(0))
+        many.updates = one.updates = 0
+        assert all(torch.equal(a[k], b[0]) for a, b in zip(batch, own, strict=True))
+    for m in (many, *singles):
+        fit(m)
+    for k, one in enumerate(singles):
+        assert many.updates == one.updates == 6
+        for n, v in many.member_state(k).items():
+            torch.testing.assert_close(v, one.state_dict()[n], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="distinct"):
+        TD3BC.stacked([1, 1], **kw)
+    from dydiff.algos.cql import CQL
+
+    with pytest.raises(ValueError, match="TD3\\+BC so far"):
+        CQL.stacked([0, 1], obs_dim=4, act_dim=2, task="maze2d-umaze")
+
+
+def test_td3bc_loads_a_checkpoint_of_separate_networks():
+    """The earlier layout (actor = Sequential(mlp, Tanh), critic.q1 / critic.q2 MLPs) loads into the stacked
+    networks and computes the same actions and values."""
+    from dydiff.algos.networks import mlp
+
+    m = make("td3bc")
+    torch.manual_seed(3)
+    actor, q1, q2 = torch.nn.Sequential(mlp(4, 2, 32, 2), torch.nn.Tanh()), mlp(6, 1, 32, 2), mlp(6, 1, 32, 2)
+    old = {f"{p}.{k}": v for p, net in (("actor", actor), ("actor_target", actor), ("critic.q1", q1),
+                                         ("critic.q2", q2), ("critic_target.q1", q1), ("critic_target.q2", q2))
+           for k, v in net.state_dict().items()}
+    m.load_state_dict({**old, "obs_mean": m.obs_mean, "obs_std": m.obs_std})
+    obs, act = torch.randn(8, 4), torch.rand(8, 2)
+    torch.testing.assert_close(m.policy_action(obs), actor(obs), rtol=1e-5, atol=1e-6)
+    x = torch.cat([obs, act], -1)
+    torch.testing.assert_close(m.q(m.critic_target, obs[None], act[None])[0],
+                               torch.stack([q1(x)[:, 0], q2(x)[:, 0]]), rtol=1e-5, atol=1e-6)

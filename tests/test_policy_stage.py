@@ -72,7 +72,7 @@ def test_td3bc_learns_the_data_and_values_the_goal(tmp_path):
     states = torch.tensor([[*goal, 0.0, 0.0], [*far, 0.0, 0.0]], dtype=torch.float32)
     with torch.no_grad():
         obs_n = policy.norm(states)
-        q = torch.min(*policy.critic(obs_n, policy.policy_action(obs_n)))
+        q = policy.q(policy.critic, obs_n[None], policy.policy_action(obs_n)[None])[0].min(0).values
     assert q[0] > q[1] + 1.0, q
 
 
@@ -99,3 +99,35 @@ def test_per_dataset_tuning_from_config_files(tmp_path):
     assert compose_policy(tmp_path, "algo=diffql", "dataset=halfcheetah-medium-v2",
                           "algo.kwargs.grad_norm=3").algo.kwargs.grad_norm == 3
     assert compose_policy(tmp_path, "algo=diffql").algo.kwargs.grad_norm == 1.0  # no file: the algo default
+
+
+def test_seeds_in_one_process_write_per_seed_runs_and_resume_bit_identically(tmp_path):
+    """seeds=[0,1]: per-seed folders (summary.json, policy.ckpt), the group's last.ckpt; seed 1 evaluates as its
+    single-seed run does; an interrupted 2-seed run resumed ends bit-identical to an uninterrupted one."""
+    from dydiff.algos import load_policy
+    from stages.policy import run
+
+    both = run(compose_policy(tmp_path / "a", "seeds=[0,1]", "epochs=3"))
+    run(compose_policy(tmp_path / "b", "seeds=[0,1]", "epochs=2"))
+    resumed = run(compose_policy(tmp_path / "b", "seeds=[0,1]", "epochs=3", "resume=true"))
+    single = run(compose_policy(tmp_path / "c", "seed=1", "epochs=3"))
+    runs = "ck/maze2d-umaze/policy/td3bc-none"
+    a, b = (torch.load(tmp_path / x / runs / "seeds-0-1/last.ckpt", weights_only=True) for x in "ab")
+    assert a["updates"] == b["updates"] == 15 and a.keys() == b.keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["evaluations/seed1"] == b["evaluations/seed1"] and both == resumed
+    for k, seed in enumerate((0, 1)):
+        saved = json.loads((tmp_path / "a" / runs / f"seed{seed}/summary.json").read_text())
+        assert saved == both[k] and (saved["seed"], saved["seeds"], len(saved["evaluations"])) == (seed, [0, 1], 3)
+    assert [e["score_mean"] for e in both[1]["evaluations"]] == pytest.approx(
+        [e["score_mean"] for e in single["evaluations"]], abs=1e-6)
+    own = load_policy(tmp_path / "c" / runs / "seed1/last.ckpt")
+    one = load_policy(tmp_path / "a" / runs / "seed1/policy.ckpt")  # seed 1 alone, in the single-seed layout
+    assert one.cfg.seed == 1 and one.updates == 15
+    for n, v in one.state_dict().items():
+        torch.testing.assert_close(v, own.state_dict()[n], rtol=1e-4, atol=1e-5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(tmp_path / "a/runs/maze2d-umaze/policy/td3bc-none/seeds-0-1")).Reload()
+    assert [e.value for e in tb.Scalars("seed1/eval/score_mean")] == pytest.approx(
+        [e["score_mean"] for e in both[1]["evaluations"]])

@@ -173,9 +173,9 @@ def test_batch_has_exactly_floor_alpha_b_real(ratio):
     m = ALGOS["td3bc"](obs_dim=3, act_dim=2, task="maze2d-umaze", batch_size=100, real_ratio=ratio, hidden=8)
     m.attach_data(real)
     m.attach_round(SynthesisRound(Synthesizer(), 0, 1000, 3, 2))
-    m.synthetic.push(batch(10, 5.0))  # fewer than the synthetic share: all real
+    m.synthetic().push(batch(10, 5.0))  # fewer than the synthetic share: all real
     assert (m.sample_batch(g).rew < 1).sum() == 100
-    m.synthetic.push(batch(100, 5.0))
+    m.synthetic().push(batch(100, 5.0))
     b = m.sample_batch(g)
     assert int((b.rew < 1).sum()) == int(ratio * 100) and int((b.rew == 5).sum()) == 100 - int(ratio * 100)
 

@@ -152,3 +152,16 @@ def test_iterations_analysis_against_the_simulator(tmp_path, pretrained):
     moved = [r["total_mse"] for r in reports[1.0]["iterations"]]
     assert moved[0] == kept[0] and moved[1] != moved[0]
     assert all(0 <= r["legal"] <= 6 and r["true_legal"] == 6 for r in reports[1.0]["iterations"])
+
+
+def test_two_seeds_each_get_their_own_policys_synthetic_data(tmp_path, pretrained):
+    """seeds=[0,1] with DyDiff: one round per seed into its own buffer; at epoch 0 seed 1's buffer is bit for bit
+    the single-seed run's (the same initial policy, the same round generator)."""
+    policy(tmp_path / "k", pretrained, "synth=dydiff", "seeds=[0,1]", "epochs=1")
+    policy(tmp_path / "s", pretrained, "synth=dydiff", "seed=1", "epochs=1")
+    group = torch.load(tmp_path / "k/ck/maze2d-umaze/policy/td3bc-dydiff/seeds-0-1/last.ckpt", weights_only=True)
+    single = torch.load(tmp_path / "s/ck/maze2d-umaze/policy/td3bc-dydiff/seed1/last.ckpt", weights_only=True)
+    assert torch.equal(group["synthetic/seed1"]["rows"], single["synthetic"]["rows"])
+    assert not torch.equal(group["synthetic/seed0"]["rows"], group["synthetic/seed1"]["rows"])
+    tb = EventAccumulator(str(tmp_path / "k/runs/maze2d-umaze/policy/td3bc-dydiff/seeds-0-1")).Reload()
+    assert {"seed0/synth/transitions", "seed1/synth/transitions"} <= set(tb.Tags()["scalars"])

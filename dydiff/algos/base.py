@@ -4,6 +4,10 @@ A subclass implements ``critic_loss``, ``actor_loss``, ``configure_optimizers``,
 place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works on batched raw observations.
 Synthetic data comes from an attached ``SynthesisRound`` (run at the start of each epoch); evaluation and
 ``summary.json`` are the ``dydiff.lightning.evaluation.Evaluator`` callback.
+
+Several seeds as one model: a ``stackable`` algorithm keeps its networks as ``Stacked`` members, and
+``stacked(seeds, **kw)`` joins K single-seed modules, each built as its own run would build it. Seed k (its
+``member`` index) keeps its own generator stream, synthesis round and buffer; batches are (K, B, ·).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from types import SimpleNamespace
 import lightning as L
 import torch
 
+from dydiff.algos.networks import Stacked
 from dydiff.lightning.logging import TensorBoardLogging
 from dydiff.lightning.trainer import Steps
 from dydiff.synthesis.round import SynthesisRound
@@ -22,6 +27,7 @@ from dydiff.types import Transitions, stream_seed
 class PolicyModule(TensorBoardLogging, L.LightningModule):
     automatic_optimization = False
     eval_deterministic = True  # how evaluation acts
+    stackable = False  # True: every parameter lives in a Stacked network, so K seeds train as one model
 
     def __init__(self, obs_dim: int, act_dim: int, task: str, obs_mean: list | None = None,
                  obs_std: list | None = None, batch_size: int = 256, steps_per_epoch: int = 1000, seed: int = 0,
@@ -30,13 +36,55 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         # the shared settings (a subclass's save_hyperparameters() records only those passed explicitly)
         self.cfg = SimpleNamespace(obs_dim=obs_dim, act_dim=act_dim, task=task, batch_size=batch_size,
                                    steps_per_epoch=steps_per_epoch, seed=seed, real_ratio=real_ratio,
-                                   updates_per_step=updates_per_step)
+                                   updates_per_step=updates_per_step, seeds=[seed])
         self.register_buffer("obs_mean", torch.as_tensor(obs_mean or [0.0] * obs_dim, dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(obs_std or [1.0] * obs_dim, dtype=torch.float32))
         self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)
         self.real: Transitions | None = None
-        self.round: SynthesisRound | None = None  # fills the synthetic buffer at the start of due epochs
-        self._real_n = self._fast_backward = self._gen = None
+        self.rounds: list[SynthesisRound] = []  # one per seed: fills its buffer at the start of due epochs
+        self._real_n = self._fast_backward = None
+        self._gens: list[torch.Generator] = []
+
+    @classmethod
+    def stacked(cls, seeds: list[int], **kw) -> PolicyModule:
+        """K independent runs as one module: run k's module is built under ``torch.manual_seed(seeds[k])`` with
+        ``seed=seeds[k]`` (its single-seed run's initial weights), and every Stacked network's members are
+        concatenated in seed order."""
+        if len(set(seeds)) != len(seeds) or not seeds:
+            raise ValueError(f"seeds={seeds}: must be distinct, and at least one")
+        if len(seeds) > 1 and not cls.stackable:
+            raise ValueError(f"{cls.__name__} trains one seed per process; seeds=[...] batches TD3+BC so far")
+        modules = []
+        for s in seeds:
+            torch.manual_seed(s)
+            modules.append(cls(seed=s, **kw))
+        m = modules[0]
+        assert len(modules) == 1 or {n for n, _ in m.named_parameters()} <= m.stacked_names(), \
+            f"{cls.__name__}: a stackable module keeps every parameter in Stacked networks"
+        with torch.no_grad():
+            for name, p in m.named_parameters() if len(modules) > 1 else ():
+                p.data = torch.cat([dict(x.named_parameters())[name] for x in modules])
+        m.cfg.seeds = list(seeds)
+        return m
+
+    def stacked_names(self) -> set[str]:
+        """The state_dict names of the parameters that live in Stacked networks."""
+        return {f"{n}.{p}" for n, mod in self.named_modules() if isinstance(mod, Stacked)
+                for p, _ in mod.named_parameters()}
+
+    @property
+    def members(self) -> int:
+        return len(self.cfg.seeds)
+
+    def member_state(self, k: int) -> dict:
+        """Seed k's state_dict in the single-seed layout (every Stacked parameter's k-th share of members)."""
+        stacked, out = self.stacked_names(), {}
+        for name, t in self.state_dict().items():
+            if name in stacked:
+                n = len(t) // self.members
+                t = t[k * n:(k + 1) * n]
+            out[name] = t.detach().clone()
+        return out
 
     # ---- data --------------------------------------------------------------------------------
     def attach_data(self, real: Transitions) -> None:
@@ -44,16 +92,18 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         self.real, self._real_n = real, None
 
     def attach_round(self, synthesis: SynthesisRound) -> None:
-        """Synthetic data (raw units), mixed into every batch by α once the buffer holds a batch's share."""
-        self.round = synthesis
+        """Synthetic data (raw units), mixed into every batch by α once the buffer holds a batch's share. With K
+        seeds, attach one round per seed, in seed order."""
+        self.rounds.append(synthesis)
 
-    @property
-    def synthetic(self):
-        return self.round.buffer if self.round is not None else None
+    def synthetic(self, member: int = 0):
+        return self.rounds[member].buffer if self.rounds else None
 
     def on_fit_start(self) -> None:
-        if self.round is not None:
-            self.round.setup(self.device, self.global_rank, self.trainer.world_size)
+        if self.members > 1 and self.trainer.world_size > 1:
+            raise ValueError("seeds=[...] runs in one process; under DDP run one seed per job")
+        for r in self.rounds:
+            r.setup(self.device, self.global_rank, self.trainer.world_size)
         self._prepare_real()
 
     def _prepare_real(self) -> None:
@@ -62,8 +112,9 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         """One synthesis round (DyDiff: Algorithm 1 lines 4-12) into the synthetic buffer, when due."""
-        if self.round is not None:
-            self.round.run(self.current_epoch, self.rollout_act, self)
+        for k, r in enumerate(self.rounds):
+            act = lambda obs, det, g, k=k: self.rollout_act(obs, det, g, member=k)  # noqa: E731
+            r.run(self.current_epoch, act, self if self.members == 1 else Prefixed(self, f"seed{self.cfg.seeds[k]}/"))
 
     def train_dataloader(self):
         """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid
@@ -72,23 +123,31 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     def batches(self, step: int):
         """The (generator, batch) of each update of Lightning step ``step``; the update counter advances after
-        each one's body has run."""
+        each one's body has run. A stackable module gets each seed's generator and the seeds' batches stacked,
+        (K, B, ·), each drawn as its single-seed run draws it."""
         k = self.cfg.updates_per_step
         for _ in range(min(k, self.cfg.steps_per_epoch - step * k)):
-            g = self.generator()
-            yield g, self.sample_batch(g)
+            if self.stackable:
+                gens = [self.generator(m) for m in range(self.members)]
+                b = [self.sample_batch(g, m) for m, g in enumerate(gens)]
+                yield gens, Transitions(*(torch.stack(f) for f in zip(*b, strict=True)))
+            else:
+                g = self.generator()
+                yield g, self.sample_batch(g)
             self.updates += 1
 
-    def generator(self) -> torch.Generator:
+    def generator(self, member: int = 0) -> torch.Generator:
         """Randomness of update k: seeded by (seed, rank, k), so a resumed run repeats an uninterrupted one."""
-        if self._gen is None or self._gen.device != self.device:
-            self._gen = torch.Generator(device=self.device)
-        return self._gen.manual_seed(stream_seed(self.cfg.seed, self.global_rank, self.updates))
+        while len(self._gens) <= member:
+            self._gens.append(torch.Generator(device=self.device))
+        if self._gens[member].device != self.device:
+            self._gens[member] = torch.Generator(device=self.device)
+        return self._gens[member].manual_seed(stream_seed(self.cfg.seeds[member], self.global_rank, self.updates))
 
-    def sample_batch(self, g: torch.Generator) -> Transitions:
+    def sample_batch(self, g: torch.Generator, member: int = 0) -> Transitions:
         """⌊αB⌋ real transitions and the rest synthetic once the synthetic buffer holds that share, else all real.
         Observations come normalised (the policy's input space); actions, rewards and done as stored."""
-        b, syn_buf = self.cfg.batch_size, self.synthetic
+        b, syn_buf = self.cfg.batch_size, self.synthetic(member)
         n_real = b
         if syn_buf is not None and len(syn_buf) >= b - int(self.cfg.real_ratio * b):
             n_real = int(self.cfg.real_ratio * b)
@@ -119,29 +178,44 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     # ---- acting ------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
-        """Actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None, member: int = 0) -> torch.Tensor:
+        """Seed ``member``'s actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
         return self.policy_action(self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device)),
-                                  deterministic, generator)
+                                  deterministic, generator, member)
 
     @torch.no_grad()
-    def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None,
+                    member: int = 0) -> torch.Tensor:
         """``act`` for synthetic rollouts and relabelling, through ``rollout_action``."""
         return self.rollout_action(self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device)),
-                                   deterministic, generator)
+                                   deterministic, generator, member)
 
-    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
+                       member: int = 0) -> torch.Tensor:
         """How the policy acts in synthetic rollouts: as in evaluation unless an algorithm says otherwise."""
-        return self.policy_action(obs_n, deterministic, generator)
+        return self.policy_action(obs_n, deterministic, generator, member)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["algo"] = type(self).__name__.lower()
         checkpoint["updates"] = self.updates
-        if self.round is not None:  # saved with the policy, so a resumed run regenerates nothing
-            self.round.save(checkpoint, self.global_rank)
+        for r in self.rounds:  # saved with the policy, so a resumed run regenerates nothing
+            r.save(checkpoint, self.global_rank)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.updates = checkpoint["updates"]
-        if self.round is not None:
-            self.round.load(checkpoint, self.global_rank)
+        for r in self.rounds:
+            r.load(checkpoint, self.global_rank)
+
+
+class Prefixed:
+    """A module's ``scalars`` and ``image`` under a tag prefix: one seed's TensorBoard tags in a K-seed run."""
+
+    def __init__(self, module: PolicyModule, prefix: str):
+        self.module, self.prefix = module, prefix
+
+    def scalars(self, metrics: dict) -> None:
+        self.module.scalars({self.prefix + k: v for k, v in metrics.items()})
+
+    def image(self, tag: str, img) -> None:
+        self.module.image(self.prefix + tag, img)

@@ -39,7 +39,8 @@ class CQL(PolicyModule):
         return (adam(self.actor.parameters(), h.policy_lr), adam(self.critic.parameters(), h.critic_lr),
                 adam([self.log_alpha], h.alpha_lr), adam([self.log_alpha_prime], h.critic_lr))
 
-    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
+                      member: int = 0) -> torch.Tensor:
         return self.actor(obs_n, generator, deterministic)[0]
 
     def actor_loss(self, obs_n: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,7 +37,8 @@ class DiffQL(PolicyModule):
     def configure_optimizers(self):
         return adam(self.actor.parameters(), self.hparams.lr), adam(self.critic.parameters(), self.hparams.lr)
 
-    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
+                      member: int = 0) -> torch.Tensor:
         return self.best_of(obs_n, self.hparams.eval_samples, deterministic, generator)
 
     @torch.no_grad()
@@ -50,7 +51,8 @@ class DiffQL(PolicyModule):
         pick = q.argmax(1) if deterministic else torch.multinomial(F.softmax(q, 1), 1, generator=generator)[:, 0]
         return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
 
-    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
+                       member: int = 0) -> torch.Tensor:
         """Synthetic rollouts: one reverse-diffusion sample per state (the official DyDiff code), 1/50 of the
         evaluation's cost; ``rollout_samples`` > 1 picks among that many by Q, as evaluation does."""
         k = self.hparams.rollout_samples

@@ -28,6 +28,50 @@ def mlp(d_in: int, d_out: int, hidden: int = 256, layers: int = 2, act=nn.ReLU, 
     return net
 
 
+class Stacked(nn.Module):
+    """n MLPs made by ``mlp`` with their parameters stacked, run as one batched GEMM chain (``baddbmm``):
+    (B, in) for every member or (n, B, in) one input per member → (n, B, out). Member i keeps the initial
+    weights ``nets[i]`` was given, so it computes what ``nets[i]`` computes up to float rounding. A twin critic is
+    n = 2; K seeds' actors are n = K and their twin critics n = 2K (seed k's are members 2k, 2k + 1).
+
+    ``legacy``: the key prefix of each member in a checkpoint of separate ``nn.Sequential`` MLPs (e.g.
+    ``["q1.", "q2."]``); such checkpoints load into the stacked layout."""
+
+    def __init__(self, nets: list[nn.Sequential], out_act: nn.Module | None = None, legacy: list[str] = ()):
+        super().__init__()
+        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack([ls[i].weight.detach().T for ls in linears]))
+                                        for i in range(len(linears[0])))  # (n, in, out)
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack([ls[i].bias.detach()[None] for ls in linears]))
+                                       for i in range(len(linears[0])))  # (n, 1, out)
+        self.act = next(m for m in nets[0] if not isinstance(m, nn.Linear))
+        self.out_act = out_act
+        self.legacy = list(legacy)
+        if self.legacy:
+            self._register_load_state_dict_pre_hook(self._stack_legacy)
+
+    def __len__(self) -> int:
+        return len(self.weights[0])
+
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        w0 = self.weights[0][members]
+        h = x.expand(len(w0), *x.shape) if x.dim() == 2 else x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b[members], h, w[members])
+            if i < len(self.weights) - 1:
+                h = self.act(h)
+        return self.out_act(h) if self.out_act is not None else h
+
+    def _stack_legacy(self, state_dict, prefix, *args):
+        first = f"{prefix}{self.legacy[0]}"
+        index = sorted({int(k[len(first):].split(".")[0]) for k in state_dict
+                        if k.startswith(first) and k.endswith(".weight")})
+        for i, j in enumerate(index):
+            w = [state_dict.pop(f"{prefix}{m}{j}.weight").T for m in self.legacy]
+            b = [state_dict.pop(f"{prefix}{m}{j}.bias")[None] for m in self.legacy]
+            state_dict[f"{prefix}weights.{i}"], state_dict[f"{prefix}biases.{i}"] = torch.stack(w), torch.stack(b)
+
+
 class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, act=nn.ReLU,
                  orthogonal: bool = False):

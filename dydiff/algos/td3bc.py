@@ -1,28 +1,34 @@
 """TD3+BC (Fujimoto & Gu, 2021): TD3 with a behaviour-cloning term, π = argmax λ·Q(s, π(s)) − (π(s) − a)²,
-λ = α / mean|Q|. States are normalised with the dataset's mean and std (+1e-3), at evaluation too."""
+λ = α / mean|Q|. States are normalised with the dataset's mean and std (+1e-3), at evaluation too.
+
+The networks are ``Stacked``: K seeds' actors are K members and their twin critics 2K, so K independent runs
+(``PolicyModule.stacked``) train as one batched model. Batches are (K, B, ·); every loss is the sum over seeds
+of each seed's own loss, so each seed's gradients are its single-seed run's. A single-seed run is K = 1."""
 
 from __future__ import annotations
 
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dydiff.algos.base import PolicyModule
-from dydiff.algos.networks import TwinQ, mlp
+from dydiff.algos.networks import Stacked, mlp
 from dydiff.algos.optim import adam, polyak
 from dydiff.types import Transitions
 
 
 class TD3BC(PolicyModule):
+    stackable = True
+
     def __init__(self, obs_dim: int, act_dim: int, task: str, alpha: float = 2.5, discount: float = 0.99,
                  tau: float = 0.005, policy_noise: float = 0.2, noise_clip: float = 0.5, policy_freq: int = 2,
                  actor_lr: float = 3e-4, critic_lr: float = 3e-4, hidden: int = 256, **base):
         super().__init__(obs_dim, act_dim, task, **base)
         self.save_hyperparameters()
-        self.actor = nn.Sequential(mlp(obs_dim, act_dim, hidden, 2), nn.Tanh())
-        self.critic = TwinQ(obs_dim, act_dim, hidden, 2)
+        # the draws of the separate-module layout, in its order (actor, then q1, q2); its checkpoints load
+        self.actor = Stacked([mlp(obs_dim, act_dim, hidden, 2)], nn.Tanh(), legacy=["0."])
+        self.critic = Stacked([mlp(obs_dim + act_dim, 1, hidden, 2) for _ in range(2)], legacy=["q1.", "q2."])
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_target.requires_grad_(False)
         self.critic_target.requires_grad_(False)
@@ -31,33 +37,39 @@ class TD3BC(PolicyModule):
         return adam(self.actor.parameters(), self.hparams.actor_lr), adam(self.critic.parameters(),
                                                                             self.hparams.critic_lr)
 
-    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
-        return self.actor(obs_n)
+    def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
+                      member: int = 0) -> torch.Tensor:
+        """Seed ``member``'s actions for observations (B, obs_dim)."""
+        return self.actor(obs_n, slice(member, member + 1))[0]
 
-    def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
-        """Clipped double-Q target with target policy smoothing (noise 0.2 clipped at 0.5)."""
+    def q(self, net: Stacked, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Both critics of every seed on (K, B, ·) inputs: (K, 2, B)."""
+        x = torch.cat([obs, act], -1)
+        return net(x.repeat_interleave(2, 0)).view(len(x), 2, -1)
+
+    def critic_loss(self, b: Transitions, gens: list[torch.Generator]) -> torch.Tensor:
+        """Clipped double-Q target with target policy smoothing (noise 0.2 clipped at 0.5); Σ over seeds of
+        MSE(Q₁, y) + MSE(Q₂, y). Each seed's noise comes from its own generator."""
         h = self.hparams
-        obs, nxt = b.obs, b.next_obs
         with torch.no_grad():
-            noise = (torch.randn(b.act.shape, generator=g, device=self.device) * h.policy_noise).clamp(
-                -h.noise_clip, h.noise_clip)
-            next_act = (self.actor_target(nxt) + noise).clamp(-1.0, 1.0)
-            target = b.rew + h.discount * (1 - b.done) * torch.min(*self.critic_target(nxt, next_act))
-        q1, q2 = self.critic(obs, b.act)
-        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+            noise = torch.stack([torch.randn(b.act.shape[1:], generator=g, device=self.device) for g in gens])
+            noise = (noise * h.policy_noise).clamp(-h.noise_clip, h.noise_clip)
+            next_act = (self.actor_target(b.next_obs) + noise).clamp(-1.0, 1.0)
+            q_next = self.q(self.critic_target, b.next_obs, next_act).min(1).values
+            target = b.rew + h.discount * (1 - b.done) * q_next
+        return (self.q(self.critic, b.obs, b.act) - target[:, None]).pow(2).mean(-1).sum()
 
     def actor_loss(self, b: Transitions) -> torch.Tensor:
-        """−λ·mean Q₁(s, π(s)) + MSE(π(s), a), λ = α / mean|Q₁| (detached)."""
-        obs = b.obs
-        pi = self.actor(obs)
-        q = self.critic.q1(torch.cat([obs, pi], -1)).squeeze(-1)
-        lam = self.hparams.alpha / q.abs().mean().detach()
-        return -lam * q.mean() + F.mse_loss(pi, b.act)
+        """Σ over seeds of −λ·mean Q₁(s, π(s)) + MSE(π(s), a), λ = α / mean|Q₁| (detached), per seed."""
+        pi = self.actor(b.obs)
+        q = self.critic(torch.cat([b.obs, pi], -1), slice(0, None, 2))[..., 0]  # each seed's Q₁: (K, B)
+        lam = self.hparams.alpha / q.abs().mean(-1).detach()
+        return (-lam * q.mean(-1) + (pi - b.act).pow(2).mean((1, 2))).sum()
 
     def training_step(self, step, batch_idx=None):
         actor_opt, critic_opt = self.optimizers()
-        for g, b in self.batches(step):
-            loss_c = self.critic_loss(b, g)
+        for gens, b in self.batches(step):
+            loss_c = self.critic_loss(b, gens)
             critic_opt.zero_grad()
             self.backprop(loss_c)
             critic_opt.step()

@@ -10,7 +10,7 @@ import torch
 
 from dydiff.envs.evaluation import evaluate
 from dydiff.envs.registry import Task
-from dydiff.io import write_json
+from dydiff.io import save_atomic, write_json
 
 
 class Evaluator(L.Callback):
@@ -20,8 +20,13 @@ class Evaluator(L.Callback):
     index, episode), so every method is evaluated on the same starts."""
 
     def __init__(self, task: Task, seed: int = 0, episodes: int = 10, every: int = 1, ref_random: float | None = None,
-                 ref_expert: float | None = None, run_dir: str | Path | None = None, run_info: dict | None = None):
-        self.task, self.seed, self.episodes, self.every = task, seed, episodes, every
+                 ref_expert: float | None = None, run_dir: str | Path | None = None, run_info: dict | None = None,
+                 member: int | None = None):
+        """``member``: the seed's index in a K-seed module. Its tags are then ``seed<seed>/eval/*``, its checkpoint
+        entry ``evaluations/seed<seed>``, and each checkpoint also writes the seed's policy alone to
+        ``run_dir/policy.ckpt`` (what ``load_policy`` and ``analyze.py policy=`` read)."""
+        self.task, self.seed, self.episodes, self.every, self.member = task, seed, episodes, every, member
+        self.prefix, self.key = ("", "evaluations") if member is None else (f"seed{seed}/", f"evaluations/seed{seed}")
         self.ref_random, self.ref_expert = ref_random, ref_expert
         self.run_dir, self.run_info = Path(run_dir) if run_dir is not None else None, run_info or {}
         self.evaluations: list[dict] = []
@@ -31,7 +36,7 @@ class Evaluator(L.Callback):
         n, world, rank = self.episodes, trainer.world_size, trainer.global_rank
         seeds = [self.seed * 100_000 + len(self.evaluations) * 1000 + i for i in range(rank, n, world)]
         g = torch.Generator(device=module.device).manual_seed(len(self.evaluations))
-        act = lambda o: module.act(o, module.eval_deterministic, g).cpu().numpy()  # noqa: E731
+        act = lambda o: module.act(o, module.eval_deterministic, g, self.member or 0).cpu().numpy()  # noqa: E731
         res = evaluate(act, self.task, seeds=seeds, ref_random=self.ref_random, ref_expert=self.ref_expert)
         local = torch.tensor([res.returns, res.scores], dtype=torch.float64, device=module.device)
         if world > 1:
@@ -51,8 +56,10 @@ class Evaluator(L.Callback):
             return
         ev = self.run(trainer, module)
         self.evaluations.append(ev)
-        module.scalars({f"eval/{k}": ev[k] for k in ("return_mean", "return_std", "score_mean", "score_std")})
-        module.log("score", ev["score_mean"], prog_bar=True, logger=False, batch_size=1, rank_zero_only=True)
+        module.scalars({f"{self.prefix}eval/{k}": ev[k] for k in ("return_mean", "return_std", "score_mean",
+                                                                  "score_std")})
+        module.log("score" if self.member is None else f"score{self.seed}", ev["score_mean"], prog_bar=True,
+                   logger=False, batch_size=1, rank_zero_only=True)
 
     def summary(self) -> dict:
         """The paper's protocol: the mean of the last 5 evaluations; also the best and all of them."""
@@ -65,7 +72,12 @@ class Evaluator(L.Callback):
             write_json(self.run_dir / "summary.json", self.summary(), indent=1)
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
-        checkpoint["evaluations"] = self.evaluations
+        checkpoint[self.key] = self.evaluations
+        if self.member is not None and self.run_dir is not None and trainer.global_rank == 0:
+            hp = {**checkpoint["hyper_parameters"], "seed": self.seed}
+            save_atomic({"algo": type(module).__name__.lower(), "updates": module.updates, "epoch": checkpoint["epoch"],
+                         "hyper_parameters": hp, "state_dict": module.member_state(self.member),
+                         "evaluations": self.evaluations}, self.run_dir / "policy.ckpt")
 
     def on_load_checkpoint(self, trainer, module, checkpoint: dict) -> None:
-        self.evaluations = list(checkpoint["evaluations"])
+        self.evaluations = list(checkpoint[self.key])

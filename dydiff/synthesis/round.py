@@ -23,11 +23,14 @@ from dydiff.types import stream_seed
 
 class SynthesisRound:
     def __init__(self, synthesizer: Synthesizer, trajectories: int, capacity: int, obs_dim: int, act_dim: int,
-                 seed: int = 0, task: Task | None = None, figure_every: int = 0, run_dir: str | Path | None = None):
+                 seed: int = 0, task: Task | None = None, figure_every: int = 0, run_dir: str | Path | None = None,
+                 key: str = ""):
         """``trajectories`` is B_r over all ranks; ``capacity`` the buffer's size per rank; in mazes every
-        ``figure_every``-th round logs 32 trajectories over the walls (0: never)."""
+        ``figure_every``-th round logs 32 trajectories over the walls (0: never); ``key`` suffixes its checkpoint
+        entries (one round per seed in a K-seed run's checkpoint)."""
         self.synthesizer, self.trajectories, self.seed, self.task = synthesizer, trajectories, seed, task
         self.figure_every, self.run_dir = figure_every, Path(run_dir) if run_dir is not None else None
+        self.key = key
         self.buffer = SyntheticBuffer(capacity, obs_dim, act_dim)
         self.rank, self.world, self.device = 0, 1, torch.device("cpu")
         self.legal: list[float] = []  # this round's legal share per iteration (mazes)
@@ -89,17 +92,17 @@ class SynthesisRound:
 
     # ---- checkpoint state: rank 0's buffer in the checkpoint, every other rank's beside it ----------------
     def save(self, checkpoint: dict, rank: int) -> None:
-        checkpoint["synthesizer"] = self.synthesizer.state_dict()
+        checkpoint[f"synthesizer{self.key}"] = self.synthesizer.state_dict()
         if rank == 0:
-            checkpoint["synthetic"] = self.buffer.state_dict()
+            checkpoint[f"synthetic{self.key}"] = self.buffer.state_dict()
         elif self.run_dir is not None:
             save_atomic(self.buffer.state_dict(), self.run_dir / f"synthetic-rank{rank}.pt")
 
     def load(self, checkpoint: dict, rank: int) -> None:
-        self.synthesizer.load_state_dict(checkpoint.get("synthesizer", {}))
-        if "synthetic" not in checkpoint:
+        self.synthesizer.load_state_dict(checkpoint.get(f"synthesizer{self.key}", {}))
+        if f"synthetic{self.key}" not in checkpoint:
             return
-        st = checkpoint["synthetic"]
+        st = checkpoint[f"synthetic{self.key}"]
         own = self.run_dir / f"synthetic-rank{rank}.pt" if self.run_dir is not None else None
         if rank > 0 and own is not None and own.exists():
             st = torch.load(own, map_location="cpu", weights_only=True)
