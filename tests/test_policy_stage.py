@@ -92,6 +92,25 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ckpt["updates"] == 10  # each rank does every update on its own batch; gradients are averaged
 
 
+@pytest.mark.slow
+def test_ddp_with_two_seeds_in_one_model(tmp_path):
+    """seeds=[0,1] under DDP: every rank updates both seeds on its own batches (gradients averaged per seed), the
+    evaluations of each seed are split across ranks and gathered, and each seed gets its own summary."""
+    r = subprocess.run([sys.executable, "stages/policy.py", "preset=smoke", "trainer=ddp_cpu", "eval_episodes=3",
+                        "seeds=[0,1]", f"data_dir={tmp_path}/data", f"checkpoint_dir={tmp_path}/ck",
+                        f"log_dir={tmp_path}/runs", f"hydra.run.dir={tmp_path}/h", "progress=false"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out and out.count("normalized score (mean of last 5 evaluations)") == 4
+    runs = tmp_path / "ck/maze2d-umaze/policy/td3bc-none"
+    for seed in (0, 1):
+        summary = json.loads((runs / f"seed{seed}/summary.json").read_text())
+        assert summary["seed"] == seed and len(summary["evaluations"]) == 2
+    ckpt = torch.load(runs / "seeds-0-1/last.ckpt", weights_only=True)
+    assert ckpt["updates"] == 10 and len(ckpt["evaluations/seed1"]) == 2
+
+
 def test_per_dataset_tuning_from_config_files(tmp_path):
     """conf/tuning/<algo>_<dataset>.yaml applies the reference's per-dataset values; the command line wins."""
     assert compose_policy(tmp_path, "algo=diffql", "dataset=hopper-medium-replay-v2").algo.kwargs.grad_norm == 4.0

@@ -100,8 +100,6 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         return self.rounds[member].buffer if self.rounds else None
 
     def on_fit_start(self) -> None:
-        if self.members > 1 and self.trainer.world_size > 1:
-            raise ValueError("seeds=[...] runs in one process; under DDP run one seed per job")
         for r in self.rounds:
             r.setup(self.device, self.global_rank, self.trainer.world_size)
         self._prepare_real()
