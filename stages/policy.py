@@ -54,29 +54,30 @@ def build(c: dict):
     module.attach_data(ds.transitions())
     needs = getattr(synthesizers().get(s["name"]), "needs", ())
     pre = load_pretrained(pretrain, ds, models=needs) if needs else None
-    evaluators = []
-    for k, (seed, d) in enumerate(zip(seeds, dirs, strict=True)):
+    for seed, d in zip(seeds, dirs, strict=True):
         synth = build_synthesizer(s, ds, pre, pretrain / "synther")
         if synth is not None:
             module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                                ds.task.act_dim, seed, ds.task, s.get("figure_every", 0), d,
                                                key="" if c["seeds"] is None else f"/seed{seed}"))
-        info = {"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": seed,
-                "seeds": seeds, "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
-        evaluators.append(Evaluator(ds.task, seed, c["eval_episodes"], c["eval_every"], ds.ref_random,
-                                    ds.ref_expert, d, info, member=None if c["seeds"] is None else k))
-    return ds, module, evaluators, out
+    infos = [{"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": seed,
+              "seeds": seeds, "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
+             for seed in seeds]
+    evaluator = Evaluator(ds.task, seeds, c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, dirs,
+                          infos, stacked=c["seeds"] is not None)
+    return ds, module, evaluator, out
 
 
 def run(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
     set_threads(c["threads"])
-    ds, module, evaluators, out = build(c)
+    ds, module, evaluator, out = build(c)
     print(ds.describe())
     trainer = make_trainer(out, str(out.relative_to(c["checkpoint_dir"])), max_epochs=c["epochs"], monitor=None,
-                           log_dir=c["log_dir"], progress=c["progress"], callbacks=evaluators, **c["trainer"])
+                           log_dir=c["log_dir"], progress=c["progress"], callbacks=[evaluator], **c["trainer"])
     trainer.fit(module, ckpt_path=resume_path(out / "last.ckpt") if c["resume"] else None)
-    summaries = [e.summary() for e in evaluators]  # every rank has every evaluation; rank 0 wrote summary.json
+    # every rank has every evaluation (gathered); rank 0 also wrote each seed's summary.json
+    summaries = [evaluator.summary(m) for m in range(module.members)]
     for summary in summaries:
         print(f"{c['dataset']['name']} {c['algo']['name']} (synth {c['synth']['name']}, seed {summary['seed']}): "
               f"normalized score (mean of last 5 evaluations) {summary['last5_score_mean']:.2f}; references random "

@@ -176,10 +176,14 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     # ---- acting ------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None, member: int = 0) -> torch.Tensor:
-        """Seed ``member``'s actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim)."""
-        return self.policy_action(self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device)),
-                                  deterministic, generator, member)
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator=None,
+            member: int | None = 0) -> torch.Tensor:
+        """Seed ``member``'s actions (B, act_dim) in [−1, 1] for raw observations (B, obs_dim); ``member=None``:
+        every seed's actions (K, B, act_dim) for its own observations (K, B, obs_dim)."""
+        obs_n = self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        if member is None and not self.stackable:  # one seed
+            return self.policy_action(obs_n[0], deterministic, generator)[None]
+        return self.policy_action(obs_n, deterministic, generator, member)
 
     @torch.no_grad()
     def rollout_act(self, obs: torch.Tensor, deterministic: bool = True, generator=None,

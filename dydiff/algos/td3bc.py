@@ -38,9 +38,9 @@ class TD3BC(PolicyModule):
                                                                             self.hparams.critic_lr)
 
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
-                      member: int = 0) -> torch.Tensor:
-        """Seed ``member``'s actions for observations (B, obs_dim)."""
-        return self.actor(obs_n, slice(member, member + 1))[0]
+                      member: int | None = 0) -> torch.Tensor:
+        """Seed ``member``'s actions for observations (B, obs_dim); ``None``: every seed's, (K, B, ·) → (K, B, ·)."""
+        return self.actor(obs_n) if member is None else self.actor(obs_n, slice(member, member + 1))[0]
 
     def q(self, net: Stacked, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Both critics of every seed on (K, B, ·) inputs: (K, 2, B)."""
