@@ -41,7 +41,7 @@ class Timer(L.Callback):
         self.device = device
 
     def on_train_batch_start(self, trainer, module, batch, idx):
-        if idx == 10:  # skip warm-up
+        if idx == 10:  # skip warm-up (and compilation)
             sync(self.device)
             self.t0, self.u0 = time.perf_counter(), module.updates
 
@@ -51,10 +51,10 @@ class Timer(L.Callback):
 
 
 def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int = 1, device: str = "cpu",
-                   seeds: int = 1) -> float:
+                   seeds: int = 1, compile: bool = False) -> float:
     """Updates/s of the module; with ``seeds`` = K, K seeds stacked, counted K per update (per-seed rate)."""
     m = ALGOS[algo].stacked(list(range(seeds)), obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps,
-                            updates_per_step=updates_per_step)
+                            updates_per_step=updates_per_step, compile=compile)
     m.attach_data(d)
     timer = Timer(device)
     L.Trainer(max_epochs=1, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, logger=False,
@@ -143,21 +143,24 @@ def main():
     p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
     p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="TD3+BC: K seeds as one model, per-seed rate")
+    p.add_argument("--compile", action="store_true", help="TD3+BC: also with compile=true")
     args = p.parse_args()
     d = data()
     print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}, "
           f"device {args.device}, "
           f"{args.updates_per_step} updates per Lightning step")
-    print(f"{'algo':8} {'seeds':>5} {'lightning upd/s per seed':>25} {'plain upd/s':>12} {'median ratio':>13} "
+    print(f"{'algo':13} {'seeds':>5} {'lightning upd/s per seed':>20} {'plain upd/s':>12} {'median ratio':>13} "
           f"{'min':>5} {'max':>5}")
     for algo in args.algos:
-        for k in args.seeds if algo == "td3bc" else [1]:
+        compiled = [False, True] if algo == "td3bc" and args.compile else [False]
+        for k, comp in [(k, comp) for comp in compiled for k in (args.seeds if algo == "td3bc" else [1])]:
             plain, light = [], []
             for _ in range(args.repeats):
                 plain.append(plain_rate(algo, args.steps, copy.deepcopy(d), args.device))
-                light.append(lightning_rate(algo, args.steps, d, args.updates_per_step, args.device, k))
+                light.append(lightning_rate(algo, args.steps, d, args.updates_per_step, args.device, k, comp))
             ratios = sorted(x / y for x, y in zip(light, plain, strict=True))
-            print(f"{algo:8} {k:5d} {statistics.median(light):25.1f} {statistics.median(plain):12.1f} "
+            name = algo + (" comp" if comp else "")
+            print(f"{name:13} {k:5d} {statistics.median(light):20.1f} {statistics.median(plain):12.1f} "
                   f"{statistics.median(ratios):13.2f} {ratios[0]:5.2f} {ratios[-1]:5.2f}", flush=True)
 
 

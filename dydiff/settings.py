@@ -30,6 +30,8 @@ def check_policy(c: dict, pretrain_dir: str | Path | None = None) -> None:
     _check(seeds is None or (isinstance(seeds, list) and len(seeds) >= 1 and len(set(seeds)) == len(seeds) and
                              all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seeds)),
            "seeds", seeds, "must be null or a list of distinct integers ≥ 0, e.g. [0,1,2,3,4]")
+    _check(not c.get("compile") or c["algo"]["name"] == "td3bc", "compile", c.get("compile"),
+           "compiles TD3+BC's losses only so far")
     _check(seeds is None or len(seeds) == 1 or c["algo"]["name"] == "td3bc", "seeds", seeds,
            f"several seeds in one process batch TD3+BC only so far; run {c['algo']['name']} with seed=<k> "
            "(a sweep: -m seed=0,1,2 hydra/launcher=joblib)")

@@ -50,7 +50,8 @@ def build(c: dict):
     module = ALGOS[algo].stacked(seeds, obs_dim=ds.task.obs_dim, act_dim=ds.task.act_dim, task=ds.task.name,
                                  obs_mean=mean, obs_std=std, batch_size=c["batch_size"],
                                  steps_per_epoch=steps_per_epoch(c), real_ratio=real_ratio,
-                                 updates_per_step=c["updates_per_step"], **c["algo"]["kwargs"])
+                                 updates_per_step=c["updates_per_step"], compile=c["compile"],
+                                 **c["algo"]["kwargs"])
     module.attach_data(ds.transitions())
     needs = getattr(synthesizers().get(s["name"]), "needs", ())
     pre = load_pretrained(pretrain, ds, models=needs) if needs else None

@@ -307,3 +307,17 @@ def test_td3bc_loads_a_checkpoint_of_separate_networks():
     x = torch.cat([obs, act], -1)
     torch.testing.assert_close(m.q(m.critic_target, obs[None], act[None])[0],
                                torch.stack([q1(x)[:, 0], q2(x)[:, 0]]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_td3bc_losses_give_the_eager_parameters():
+    """compile=true: the same 6 updates as eager, to float rounding (torch.compile fuses and reorders)."""
+    from dydiff.algos.td3bc import TD3BC
+
+    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, hidden=16)
+    eager, compiled = TD3BC.stacked([0, 1], **kw), TD3BC.stacked([0, 1], compile=True, **kw)
+    for m in (eager, compiled):
+        m.attach_data(random_data())
+        fit(m)
+    for n, v in eager.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[n], v, rtol=1e-4, atol=1e-5)

@@ -31,12 +31,12 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     def __init__(self, obs_dim: int, act_dim: int, task: str, obs_mean: list | None = None,
                  obs_std: list | None = None, batch_size: int = 256, steps_per_epoch: int = 1000, seed: int = 0,
-                 real_ratio: float = 1.0, updates_per_step: int = 1):
+                 real_ratio: float = 1.0, updates_per_step: int = 1, compile: bool = False):
         super().__init__()
         # the shared settings (a subclass's save_hyperparameters() records only those passed explicitly)
         self.cfg = SimpleNamespace(obs_dim=obs_dim, act_dim=act_dim, task=task, batch_size=batch_size,
                                    steps_per_epoch=steps_per_epoch, seed=seed, real_ratio=real_ratio,
-                                   updates_per_step=updates_per_step, seeds=[seed])
+                                   updates_per_step=updates_per_step, seeds=[seed], compile=compile)
         self.register_buffer("obs_mean", torch.as_tensor(obs_mean or [0.0] * obs_dim, dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(obs_std or [1.0] * obs_dim, dtype=torch.float32))
         self.updates = 0  # gradient updates (Lightning's global_step counts every optimizer step)

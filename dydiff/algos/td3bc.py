@@ -47,13 +47,17 @@ class TD3BC(PolicyModule):
         x = torch.cat([obs, act], -1)
         return net(x.repeat_interleave(2, 0)).view(len(x), 2, -1)
 
-    def critic_loss(self, b: Transitions, gens: list[torch.Generator]) -> torch.Tensor:
-        """Clipped double-Q target with target policy smoothing (noise 0.2 clipped at 0.5); Σ over seeds of
-        MSE(Q₁, y) + MSE(Q₂, y). Each seed's noise comes from its own generator."""
+    def target_noise(self, b: Transitions, gens: list[torch.Generator]) -> torch.Tensor:
+        """Target policy smoothing noise (std 0.2, clipped at 0.5), each seed's from its own generator."""
+        h = self.hparams
+        noise = torch.stack([torch.randn(b.act.shape[1:], generator=g, device=self.device) for g in gens])
+        return (noise * h.policy_noise).clamp(-h.noise_clip, h.noise_clip)
+
+    def critic_loss(self, b: Transitions, noise: torch.Tensor) -> torch.Tensor:
+        """Clipped double-Q target with target policy smoothing; Σ over seeds of MSE(Q₁, y) + MSE(Q₂, y). A pure
+        function of the parameters, the batch and the noise (what ``compile=true`` compiles)."""
         h = self.hparams
         with torch.no_grad():
-            noise = torch.stack([torch.randn(b.act.shape[1:], generator=g, device=self.device) for g in gens])
-            noise = (noise * h.policy_noise).clamp(-h.noise_clip, h.noise_clip)
             next_act = (self.actor_target(b.next_obs) + noise).clamp(-1.0, 1.0)
             q_next = self.q(self.critic_target, b.next_obs, next_act).min(1).values
             target = b.rew + h.discount * (1 - b.done) * q_next
@@ -66,16 +70,22 @@ class TD3BC(PolicyModule):
         lam = self.hparams.alpha / q.abs().mean(-1).detach()
         return (-lam * q.mean(-1) + (pi - b.act).pow(2).mean((1, 2))).sum()
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        losses = (self.critic_loss, self.actor_loss)
+        self._losses = tuple(map(torch.compile, losses)) if self.cfg.compile else losses
+
     def training_step(self, step, batch_idx=None):
         actor_opt, critic_opt = self.optimizers()
+        critic_loss, actor_loss = self._losses
         for gens, b in self.batches(step):
-            loss_c = self.critic_loss(b, gens)
+            loss_c = critic_loss(b, self.target_noise(b, gens))
             critic_opt.zero_grad()
             self.backprop(loss_c)
             critic_opt.step()
             logs = {"train/critic_loss": loss_c}
             if self.updates % self.hparams.policy_freq == 0:
-                loss_a = self.actor_loss(b)
+                loss_a = actor_loss(b)
                 actor_opt.zero_grad()
                 self.backprop(loss_a)
                 actor_opt.step()
