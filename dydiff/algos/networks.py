@@ -50,9 +50,6 @@ class Stacked(nn.Module):
         if self.legacy:
             self._register_load_state_dict_pre_hook(self._stack_legacy)
 
-    def __len__(self) -> int:
-        return len(self.weights[0])
-
     def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
         w0 = self.weights[0][members]
         h = x.expand(len(w0), *x.shape) if x.dim() == 2 else x
