@@ -128,7 +128,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
             if self.stackable:
                 gens = [self.generator(m) for m in range(self.members)]
                 b = [self.sample_batch(g, m) for m, g in enumerate(gens)]
-                yield gens, Transitions(*(torch.stack(f) for f in zip(*b, strict=True)))
+                yield gens, Transitions(*(f[0][None] if len(f) == 1 else torch.stack(f) for f in zip(*b, strict=True)))
             else:
                 g = self.generator()
                 yield g, self.sample_batch(g)
