@@ -61,9 +61,11 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         m = modules[0]
         assert len(modules) == 1 or {n for n, _ in m.named_parameters()} <= m.stacked_names(), \
             f"{cls.__name__}: a stackable module keeps every parameter in Stacked networks"
-        with torch.no_grad():
-            for name, p in m.named_parameters() if len(modules) > 1 else ():
-                p.data = torch.cat([dict(x.named_parameters())[name] for x in modules])
+        if len(modules) > 1:
+            params = [dict(x.named_parameters()) for x in modules]
+            with torch.no_grad():
+                for name, p in params[0].items():
+                    p.data = torch.cat([ps[name] for ps in params])
         m.cfg.seeds = list(seeds)
         return m
 
@@ -111,8 +113,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """One synthesis round (DyDiff: Algorithm 1 lines 4-12) into the synthetic buffer, when due."""
         for k, r in enumerate(self.rounds):
-            act = lambda obs, det, g, k=k: self.rollout_act(obs, det, g, member=k)  # noqa: E731
-            r.run(self.current_epoch, act, self if self.members == 1 else Prefixed(self, f"seed{self.cfg.seeds[k]}/"))
+            r.run(self.current_epoch, lambda obs, det, g, k=k: self.rollout_act(obs, det, g, member=k), self)
 
     def train_dataloader(self):
         """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid
@@ -209,15 +210,3 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         for r in self.rounds:
             r.load(checkpoint, self.global_rank)
 
-
-class Prefixed:
-    """A module's ``scalars`` and ``image`` under a tag prefix: one seed's TensorBoard tags in a K-seed run."""
-
-    def __init__(self, module: PolicyModule, prefix: str):
-        self.module, self.prefix = module, prefix
-
-    def scalars(self, metrics: dict) -> None:
-        self.module.scalars({self.prefix + k: v for k, v in metrics.items()})
-
-    def image(self, tag: str, img) -> None:
-        self.module.image(self.prefix + tag, img)

@@ -26,11 +26,11 @@ class SynthesisRound:
                  seed: int = 0, task: Task | None = None, figure_every: int = 0, run_dir: str | Path | None = None,
                  key: str = ""):
         """``trajectories`` is B_r over all ranks; ``capacity`` the buffer's size per rank; in mazes every
-        ``figure_every``-th round logs 32 trajectories over the walls (0: never); ``key`` suffixes its checkpoint
-        entries (one round per seed in a K-seed run's checkpoint)."""
+        ``figure_every``-th round logs 32 trajectories over the walls (0: never); ``key`` (``/seed<k>``: one round
+        per seed in a K-seed run) suffixes its checkpoint entries and prefixes its tags (``seed<k>/synth/*``)."""
         self.synthesizer, self.trajectories, self.seed, self.task = synthesizer, trajectories, seed, task
         self.figure_every, self.run_dir = figure_every, Path(run_dir) if run_dir is not None else None
-        self.key = key
+        self.key, self.tags = key, f"{key.strip('/')}/synth/" if key else "synth/"
         self.buffer = SyntheticBuffer(capacity, obs_dim, act_dim)
         self.rank, self.world, self.device = 0, 1, torch.device("cpu")
         self.legal: list[float] = []  # this round's legal share per iteration (mazes)
@@ -74,9 +74,9 @@ class SynthesisRound:
         self.buffer.push(new)
         metrics.update({f"legal_share_iter{m}": x for m, x in enumerate(self.legal)})
         metrics.update(seconds=time.perf_counter() - t0, buffer_size=len(self.buffer))
-        log.scalars({f"synth/{k}": v for k, v in metrics.items()})
+        log.scalars({f"{self.tags}{k}": v for k, v in metrics.items()})
         if self.picture and self.history:
-            log.image("synth/maze_trajectories", self.maze_image(epoch, n))
+            log.image(f"{self.tags}maze_trajectories", self.maze_image(epoch, n))
         return metrics
 
     def maze_image(self, epoch: int, n: int) -> np.ndarray:
