@@ -34,16 +34,16 @@ def steps_per_epoch(c: dict) -> int:
 
 
 def build(c: dict):
-    """The dataset, the policy module with its data (and a synthesis round per seed) attached, an evaluator per
-    seed, and the run folder (a K-seed run's checkpoint folder is ``seeds-<k0>-<k1>-...`` beside the seeds')."""
+    """The dataset, the policy module with its data (and a synthesis round per seed) attached, the evaluator of
+    every seed, and the run folder (a K-seed run's checkpoint folder is ``seeds-<k0>-<k1>-...`` beside the seeds')."""
     pretrain = pretrain_path(c)
     check_policy(c, pretrain)
     ds = load_dataset(data_dir=c["data_dir"], **c["dataset"])
-    algo, s, seeds = c["algo"]["name"], c["synth"], c["seeds"] or [c["seed"]]
+    algo, s, seeds, stacked = c["algo"]["name"], c["synth"], c["seeds"] or [c["seed"]], c["seeds"] is not None
     group = Path(c["checkpoint_dir"]) / dataset_key(c["dataset"]["name"]) / "policy" / \
         (f"{algo}-{s['name']}" + (f"-{c['tag']}" if c["tag"] else ""))
     dirs = [group / f"seed{k}" for k in seeds]
-    out = dirs[0] if c["seeds"] is None else group / ("seeds-" + "-".join(map(str, seeds)))
+    out = group / ("seeds-" + "-".join(map(str, seeds))) if stacked else dirs[0]
     mean, std = (ds.observations.mean(0).tolist(), (ds.observations.std(0) + 1e-3).tolist()) \
         if c["normalize_states"] else (None, None)
     real_ratio = s.get("real_ratio", c["real_ratio"])  # α; SynthER's own protocol sets it in conf/synth/synther.yaml
@@ -60,12 +60,12 @@ def build(c: dict):
         if synth is not None:
             module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                                ds.task.act_dim, seed, ds.task, s.get("figure_every", 0), d,
-                                               key="" if c["seeds"] is None else f"/seed{seed}"))
+                                               key=f"/seed{seed}" if stacked else ""))
     infos = [{"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": seed,
               "seeds": seeds, "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
              for seed in seeds]
     evaluator = Evaluator(ds.task, seeds, c["eval_episodes"], c["eval_every"], ds.ref_random, ds.ref_expert, dirs,
-                          infos, stacked=c["seeds"] is not None)
+                          infos, stacked=stacked)
     return ds, module, evaluator, out
 
 
