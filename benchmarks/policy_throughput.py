@@ -1,5 +1,6 @@
 """Gradient updates per second of each algorithm's LightningModule against a plain PyTorch loop with the same
-networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL.
+networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL. The
+plain loops keep two separate critic MLPs, so the ratio includes what the fused twin critics (``TwinQ``) buy.
 
 With ``--seeds 1 3 5 8``, TD3+BC also trains K seeds as one stacked model (``seeds=[...]``): its per-seed rate
 (K × updates/s) against the plain loop's single seed.
@@ -63,11 +64,28 @@ def lightning_rate(algo: str, steps: int, d: Transitions, updates_per_step: int 
     return timer.rate
 
 
+class SeparateTwinQ(torch.nn.Module):
+    """Twin critics as two separate MLPs (the layout before the fused ``TwinQ``), with its interface."""
+
+    def __init__(self, d_in: int, hidden: int, layers: int, act, orthogonal: bool):
+        super().__init__()
+        self.q1, self.q2 = (mlp(d_in, 1, hidden, layers, act, orthogonal) for _ in range(2))
+
+    def forward(self, obs, act):
+        x = torch.cat([obs, act], -1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
 def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> float:
-    """The same update written as a plain loop (TD3+BC fully by hand, with two separate nn.Sequential critics;
-    CQL and Diffusion-QL reuse the module's loss functions, which are plain torch)."""
+    """The same update written as a plain loop with two separate nn.Sequential critics: TD3+BC fully by hand; CQL
+    and Diffusion-QL reuse the module's loss functions (plain torch) with its fused TwinQ swapped for two MLPs."""
     torch.manual_seed(0)
     m = ALGOS[algo](obs_dim=11, act_dim=3, task="hopper", steps_per_epoch=steps).to(device)
+    if algo != "td3bc":
+        h = m.hparams
+        layers, act = (h.layers, torch.nn.ReLU) if algo == "cql" else (3, torch.nn.Mish)
+        m.critic = SeparateTwinQ(14, h.hidden, layers, act, getattr(h, "orthogonal_init", False)).to(device)
+        m.critic_target = copy.deepcopy(m.critic).requires_grad_(False)
     opts = m.configure_optimizers()
     if algo == "td3bc":
         actor = torch.nn.Sequential(mlp(11, 3), torch.nn.Tanh()).to(device)

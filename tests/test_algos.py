@@ -321,3 +321,32 @@ def test_compiled_td3bc_losses_give_the_eager_parameters():
         fit(m)
     for n, v in eager.state_dict().items():
         torch.testing.assert_close(compiled.state_dict()[n], v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act,orthogonal", [(torch.nn.ReLU, False), (torch.nn.Mish, False), (torch.nn.ReLU, True)])
+def test_fused_twin_critics_equal_two_separate_mlps(act, orthogonal):
+    """TwinQ (CQL, Diffusion-QL, the built-in SAC) is one Stacked network: under the same seed it starts from the
+    weights two separate MLPs would have, and gives their values and gradients; their checkpoints load into it."""
+    from dydiff.algos.networks import TwinQ, mlp
+
+    torch.manual_seed(5)
+    twin = TwinQ(4, 2, 32, 3, act, orthogonal)
+    torch.manual_seed(5)
+    q1, q2 = (mlp(6, 1, 32, 3, act, orthogonal) for _ in range(2))
+    obs, a = torch.randn(16, 4), torch.rand(16, 2) * 2 - 1
+    x = torch.cat([obs, a], -1)
+    got, want = twin(obs, a), (q1(x)[:, 0], q2(x)[:, 0])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    (got[0].square().mean() + 3 * got[1].mean()).backward()
+    (want[0].square().mean() + 3 * want[1].mean()).backward()
+    linears = [[m for m in q if isinstance(m, torch.nn.Linear)] for q in (q1, q2)]
+    for i, (w, b) in enumerate(zip(twin.weights, twin.biases, strict=True)):
+        for k in range(2):
+            torch.testing.assert_close(w.grad[k].T, linears[k][i].weight.grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(b.grad[k, 0], linears[k][i].bias.grad, rtol=1e-4, atol=1e-6)
+    old = {f"q{k + 1}.{n}": v for k, q in enumerate((q1, q2)) for n, v in q.state_dict().items()}
+    fresh = TwinQ(4, 2, 32, 3, act, orthogonal)
+    fresh.load_state_dict(old)
+    for g, w in zip(fresh(obs, a), want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)

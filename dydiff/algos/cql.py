@@ -52,20 +52,21 @@ class CQL(PolicyModule):
         return (alpha * log_pi - q).mean(), alpha_loss
 
     def conservative_gap(self, obs_n: torch.Tensor, next_n: torch.Tensor, q_data: tuple, g: torch.Generator):
-        """Per critic: logsumexp over OOD actions (importance-sampled) of Q, minus Q on the data, batch mean."""
+        """Per critic: logsumexp over OOD actions (importance-sampled) of Q, minus Q on the data, batch mean. The
+        random, current-policy and next-policy actions go through both critics in one batched call."""
         h, (b, a_dim) = self.hparams, (len(obs_n), self.hparams.act_dim)
         rep = lambda x: x.repeat_interleave(h.n_actions, 0)  # noqa: E731
         rand = torch.rand(b * h.n_actions, a_dim, generator=g, device=self.device) * 2 - 1
         with torch.no_grad():
             cur, cur_lp = self.actor(rep(obs_n), g)
             nxt, nxt_lp = self.actor(rep(next_n), g)
+        qs = [q.view(3, b, h.n_actions) for q in self.critic(rep(obs_n).repeat(3, 1), torch.cat([rand, nxt, cur]))]
         gaps = []
-        for i, q_d in enumerate(q_data):
-            q = lambda a, i=i: self.critic(rep(obs_n), a)[i].view(b, h.n_actions)  # noqa: E731
+        for (q_rand, q_nxt, q_cur), q_d in zip(qs, q_data, strict=True):
             if h.importance_sample:
-                parts = [q(rand) - a_dim * math.log(0.5), q(nxt) - nxt_lp.view(b, -1), q(cur) - cur_lp.view(b, -1)]
+                parts = [q_rand - a_dim * math.log(0.5), q_nxt - nxt_lp.view(b, -1), q_cur - cur_lp.view(b, -1)]
             else:
-                parts = [q(rand), q_d[:, None], q(nxt), q(cur)]
+                parts = [q_rand, q_d[:, None], q_nxt, q_cur]
             ood = torch.logsumexp(torch.cat(parts, 1) / h.temperature, 1) * h.temperature
             gaps.append((ood - q_d).mean())
         return gaps

@@ -69,16 +69,19 @@ class Stacked(nn.Module):
             state_dict[f"{prefix}weights.{i}"], state_dict[f"{prefix}biases.{i}"] = torch.stack(w), torch.stack(b)
 
 
-class TwinQ(nn.Module):
+class TwinQ(Stacked):
+    """Twin critics Q₁, Q₂ as one ``Stacked`` network: (obs, act) → (Q₁, Q₂), each (B,), from one batched GEMM
+    chain. Initialised as two ``mlp`` critics built one after the other; checkpoints of that earlier layout
+    (``q1.*``, ``q2.*``) load."""
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, act=nn.ReLU,
                  orthogonal: bool = False):
-        super().__init__()
-        self.q1 = mlp(obs_dim + act_dim, 1, hidden, layers, act, orthogonal)
-        self.q2 = mlp(obs_dim + act_dim, 1, hidden, layers, act, orthogonal)
+        super().__init__([mlp(obs_dim + act_dim, 1, hidden, layers, act, orthogonal) for _ in range(2)],
+                         legacy=["q1.", "q2."])
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([obs, act], -1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        q = super().forward(torch.cat([obs, act], -1))[..., 0]
+        return q[0], q[1]
 
 
 class TanhGaussianActor(nn.Module):
