@@ -1,5 +1,6 @@
 """The report's figures as PNG (matplotlib, Agg backend: no display needed):
 
+  learning curves: normalized score (mean ± std over seeds) against gradient updates, one line per data source
   Fig. 3    ablation curves: normalized score (mean ± std over seeds) against M, L, η and α
   Fig. 4    rollout error over the horizon: the ensemble's per-step e_m,t and the DM's e_d,t and E_d,t
   Fig. 7    total trajectory MSE against the refinement iteration (0 = the ensemble's rollout)
@@ -98,5 +99,20 @@ def ablation(curves: dict, title: str = ""):
                else None)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: dict, title: str = ""):
+    """``curves`` maps a data source to [(updates, mean, std, seeds), ...]."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, pts in curves.items():
+        u, m, s = (np.array([p[i] for p in pts], dtype=np.float64) for i in range(3))
+        ax.plot(u, m, label=f"{name} ({max(p[3] for p in pts)} seeds)")
+        ax.fill_between(u, m - s, m + s, alpha=0.2)
+    ax.set(xlabel="gradient updates", ylabel="normalized score")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

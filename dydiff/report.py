@@ -1,8 +1,10 @@
 """Tables of finished policy runs, as in the paper: normalized score (mean of the last 5 evaluations) mean ± std
 over seeds per dataset × algorithm × data source, and the IQM with a stratified-bootstrap 95% interval
-(Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset). Figures: the ablation
-curves (Fig. 3) from DyDiff runs that differ in one setting, and, where the runs' folders hold them, the
-stage-1 rollout error (Fig. 4) and the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
+(Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset); per pair of data sources the
+paired per-seed differences (t and bootstrap intervals) and the probability of improvement; what the runs cost
+(updates, wall time). Figures: learning curves per dataset × algorithm, the ablation curves (Fig. 3) from DyDiff
+runs that differ in one setting, and, where the runs' folders hold them, the stage-1 rollout error (Fig. 4) and
+the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
 
 from __future__ import annotations
 
@@ -157,11 +159,16 @@ def ablation_curves(runs: list[dict]) -> dict:
 
 
 def write_figures(runs: list[dict], out: Path) -> dict:
-    """Fig. 3 per (dataset, algorithm) with ablations; Fig. 4 from each dataset's stage-1 rollout_error.json;
-    Figs. 7/9 from each run folder's refinement_error.json. Returns {figure: source}."""
+    """Learning curves per (dataset, algorithm); Fig. 3 per (dataset, algorithm) with ablations; Fig. 4 from each
+    dataset's stage-1 rollout_error.json; Figs. 7/9 from each run folder's refinement_error.json. Returns
+    {figure: source}."""
     from dydiff import figures
 
     made = {}
+    for (d, a), curves in learning_curves(runs).items():
+        f = figures.save(figures.learning_curves(curves, f"{d} · {a}: normalized score (mean ± std over seeds)"),
+                         out / f"learning_{d}_{a}.png")
+        made[f.name] = {c: [list(p) for p in v] for c, v in curves.items()}
     for (d, a), curves in ablation_curves(runs).items():
         f = figures.save(figures.ablation(curves, f"{d} · {a} + DyDiff: ablations (mean ± std over seeds)"),
                          out / f"ablation_{d}_{a}.png")
@@ -190,9 +197,18 @@ T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
-def paired_differences(runs: list[dict]) -> list[dict]:
+def probability_of_improvement(a, b) -> float:
+    """P(X_b > X_a) over all pairs of scores, ties counting one half (Agarwal et al., 2021: the Mann-Whitney U
+    statistic over n·m)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(((b[None] > a[:, None]) + 0.5 * (b[None] == a[:, None])).mean())
+
+
+def paired_differences(runs: list[dict], reps: int = 2000, seed: int = 0) -> list[dict]:
     """For each dataset × algorithm, every pair of data sources over the seeds both have (the same evaluation
-    episodes, seeded by (seed, evaluation)): the per-seed differences b − a, their mean and a 95% t interval."""
+    episodes, seeded by (seed, evaluation)): the per-seed differences b − a, their mean with a 95% t interval and a
+    95% percentile-bootstrap interval (seeds resampled as pairs), and the probability of improvement P(b > a) with
+    its bootstrap interval from the same resamples."""
     by = defaultdict(dict)
     for r in runs:
         by[(r["dataset"], r["algo"], column(r))][r["seed"]] = float(r["last5_score_mean"])
@@ -202,13 +218,43 @@ def paired_differences(runs: list[dict]) -> list[dict]:
             seeds = sorted(set(sa) & set(sb))
             if (d2, algo2) != (d, algo) or a >= b or len(seeds) < 2:
                 continue
-            diff = np.array([sb[k] - sa[k] for k in seeds])
+            xa, xb = np.array([sa[k] for k in seeds]), np.array([sb[k] for k in seeds])
+            diff = xb - xa
             half = T975[min(len(diff) - 2, 29)] * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) <= 31 else \
                 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+            idx = np.random.default_rng(seed).integers(len(diff), size=(reps, len(diff)))
+            boot_mean = diff[idx].mean(1)
+            boot_poi = [probability_of_improvement(xa[i], xb[i]) for i in idx]
             out.append({"dataset": d, "algo": algo, "a": a, "b": b, "seeds": seeds, "differences": diff.tolist(),
                         "mean": float(diff.mean()), "ci_low": float(diff.mean() - half),
-                        "ci_high": float(diff.mean() + half)})
+                        "ci_high": float(diff.mean() + half), "boot_low": float(np.quantile(boot_mean, 0.025)),
+                        "boot_high": float(np.quantile(boot_mean, 0.975)),
+                        "p_improve": probability_of_improvement(xa, xb),
+                        "p_improve_low": float(np.quantile(boot_poi, 0.025)),
+                        "p_improve_high": float(np.quantile(boot_poi, 0.975))})
     return out
+
+
+def learning_curves(runs: list[dict]) -> dict:
+    """{(dataset, algo): {column: [(updates, mean, std, seeds), ...]}}: the normalized score of every evaluation
+    against the gradient updates it was made at, mean ± std over the seeds that reached it."""
+    by = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in runs:
+        for i, e in enumerate(r.get("evaluations") or []):
+            by[(r["dataset"], r["algo"])][column(r)][e.get("updates", i)].append(float(e["score_mean"]))
+    return {key: {c: [(u, float(np.mean(v)), float(np.std(v)), len(v)) for u, v in sorted(pts.items())]
+                  for c, pts in sorted(cols.items())} for key, cols in sorted(by.items())}
+
+
+def costs(runs: list[dict]) -> list[dict]:
+    """What each dataset × algorithm × data source cost, from ``summary.json``: runs, gradient updates per run,
+    and wall seconds per run (a K-seed run's wall time divided by K: its seeds share one process)."""
+    cells = defaultdict(list)
+    for r in runs:
+        if r.get("wall_s") is not None:
+            cells[(r["dataset"], r["algo"], column(r))].append((r["updates"], r["wall_s"] / len(r.get("seeds") or [0])))
+    return [{"dataset": d, "algo": a, "column": c, "runs": len(v), "updates": float(np.mean([u for u, _ in v])),
+             "wall_s": float(np.mean([w for _, w in v]))} for (d, a, c), v in sorted(cells.items())]
 
 
 def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dict:
@@ -226,11 +272,18 @@ def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dic
                       [[r["group"], r["algo"], r["column"], f"{r['iqm']:.1f}",
                         f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]", str(r["runs"])] for r in rows_iqm])
         (out / f"iqm_by_{by}.md").write_text(md)
-    result["paired"] = paired_differences(runs)
+    result["paired"] = paired_differences(runs, reps)
     (out / "paired.md").write_text(markdown(
-        ["dataset", "algo", "b − a", "seeds", "mean difference", "95% t interval"],
+        ["dataset", "algo", "b − a", "seeds", "mean difference", "95% bootstrap", "95% t interval",
+         "P(b > a) [95%]"],
         [[p["dataset"], p["algo"], f"{p['b']} − {p['a']}", str(len(p["seeds"])), f"{p['mean']:+.1f}",
-          f"[{p['ci_low']:+.1f}, {p['ci_high']:+.1f}]"] for p in result["paired"]]))
+          f"[{p['boot_low']:+.1f}, {p['boot_high']:+.1f}]", f"[{p['ci_low']:+.1f}, {p['ci_high']:+.1f}]",
+          f"{p['p_improve']:.2f} [{p['p_improve_low']:.2f}, {p['p_improve_high']:.2f}]"] for p in result["paired"]]))
+    result["costs"] = costs(runs)
+    (out / "costs.md").write_text(markdown(
+        ["dataset", "algo", "data", "runs", "updates / run", "wall / run"],
+        [[r["dataset"], r["algo"], r["column"], str(r["runs"]), f"{r['updates']:.0f}", f"{r['wall_s'] / 60:.1f} min"]
+         for r in result["costs"]]))
     result["figures"] = write_figures(runs, out)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     return result

@@ -21,9 +21,11 @@ def run_dir(tmp_path):
         for seed, v in enumerate(values):
             f = tmp_path / d / "policy" / f"{a}-{s}" / f"seed{seed}" / "summary.json"
             f.parent.mkdir(parents=True)
-            evals = [{"score_mean": x} for x in (0.0, v - 2, v + 2, v, v - 1, v + 1)]  # last five average to v
+            scores = (0.0, v - 2, v + 2, v, v - 1, v + 1)  # the last five average to v
+            evals = [{"score_mean": x, "updates": 100 * i} for i, x in enumerate(scores)]
             f.write_text(json.dumps({"dataset": d, "algo": a, "synth": {"name": s}, "tag": None, "seed": seed,
-                                     "last5_score_mean": v, "evaluations": evals}))
+                                     "seeds": [seed], "last5_score_mean": v, "updates": 500,
+                                     "wall_s": 60.0 * (seed + 1), "evaluations": evals}))
     (tmp_path / "unfinished" / "summary.json").parent.mkdir()
     (tmp_path / "unfinished" / "summary.json").write_text(json.dumps({"last5_score_mean": None}))
     return tmp_path
@@ -89,7 +91,10 @@ def test_report_stage(run_dir, tmp_path_factory, capsys):
     run(cfg)
     assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "paired.md", "iqm_by_environment.md",
-                                               "iqm_by_type.md", "report.json"}
+                                               "iqm_by_type.md", "costs.md", "report.json",
+                                               "learning_builtin-hopper-medium_cql.png",
+                                               "learning_builtin-hopper-medium_td3bc.png",
+                                               "learning_maze2d-umaze_td3bc.png"}
 
 
 def test_ablation_curves_hold_the_other_settings_at_their_defaults(tmp_path):
@@ -145,3 +150,42 @@ def test_paired_differences_by_seed_with_a_t_interval():
     d = np.array([10.0, 4.0, 10.0])
     half = 4.303 * d.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
     assert p["mean"] == pytest.approx(d.mean()) and p["ci_high"] - p["ci_low"] == pytest.approx(2 * half)
+
+
+def test_paired_bootstrap_interval_and_probability_of_improvement():
+    from dydiff.report import paired_differences, probability_of_improvement
+
+    assert probability_of_improvement([0, 10, 20], [5, 15, 25]) == pytest.approx(6 / 9)  # 1 + 2 + 3 of 9 pairs
+    assert probability_of_improvement([1, 2], [2, 2]) == pytest.approx((1 + 1 + 0.5 + 0.5) / 4)  # ties: 1/2
+
+    def run(synth, seed, score):
+        return {"dataset": "maze2d-umaze", "algo": "td3bc", "synth": {"name": synth}, "seed": seed,
+                "last5_score_mean": score}
+
+    base = [0.0, 10.0, 20.0, 30.0, 40.0]
+    (same,) = paired_differences([run("none", k, v) for k, v in enumerate(base)] +
+                                 [run("dydiff", k, v + 5) for k, v in enumerate(base)], reps=300)
+    assert same["boot_low"] == same["boot_high"] == same["mean"] == 5.0  # every seed +5: no spread to resample
+    assert same["p_improve"] == pytest.approx(15 / 25)  # b_j > a_i for j ≥ i: 15 of 25 pairs
+    gain = [-4.0, 0.0, 2.0, 6.0, 16.0]
+    (p,) = paired_differences([run("none", k, v) for k, v in enumerate(base)] +
+                              [run("dydiff", k, base[k] + gain[k]) for k in range(5)], reps=2000)
+    assert p["differences"] == [-4.0, 0.0, 2.0, 6.0, 16.0] and p["mean"] == 4.0
+    assert -4 <= p["boot_low"] < 4 < p["boot_high"] <= 16  # within the differences' range
+    assert p["boot_high"] - p["boot_low"] < p["ci_high"] - p["ci_low"]  # the percentile interval of 5 seeds is
+    assert 0 <= p["p_improve_low"] <= p["p_improve"] <= p["p_improve_high"] <= 1  # narrower than t's
+
+
+def test_learning_curves_and_costs(run_dir):
+    from dydiff.report import costs, learning_curves
+
+    curves = learning_curves(load_runs([run_dir]))
+    base = curves[("maze2d-umaze", "td3bc")]["Base"]  # seeds 10, 20, 30: evaluations (0, v-2, v+2, v, v-1, v+1)
+    assert [u for u, *_ in base] == [0, 100, 200, 300, 400, 500]
+    assert base[2] == (200, 22.0, pytest.approx(np.std([12, 22, 32])), 3)
+    rows = {(r["dataset"], r["algo"], r["column"]): r for r in costs(load_runs([run_dir]))}
+    assert rows[("maze2d-umaze", "td3bc", "DyDiff")] == {"dataset": "maze2d-umaze", "algo": "td3bc",
+                                                         "column": "DyDiff", "runs": 3, "updates": 500.0,
+                                                         "wall_s": 120.0}  # (60 + 120 + 180) / 3
+    two = {"dataset": "d", "algo": "td3bc", "synth": {"name": "none"}, "seeds": [0, 1], "updates": 10, "wall_s": 100.0}
+    assert costs([two])[0]["wall_s"] == 50.0  # a 2-seed process: half its wall time per run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +20,8 @@ class Evaluator(L.Callback):
     """After every ``every``-th epoch (and the last) run ``episodes`` episodes per seed with ``module.act``, split
     across DDP ranks and gathered; log ``eval/*`` and the progress bar's ``score``; keep every result in the
     checkpoint (``evaluations``) and write ``summary.json`` into each seed's run folder at the end of fit.
+    The summary also holds the run's cost: ``updates`` and ``wall_s``, the seconds from fit start to fit end summed
+    over resumed sessions (synthesis and evaluation included; shared by the K seeds of a K-seed run).
     Episode seeds are (seed, evaluation index, episode), so every method is evaluated on the same starts.
 
     ``seeds``/``run_dirs``/``run_infos``: one entry per seed of the module, in member order. A K-seed module
@@ -37,6 +40,14 @@ class Evaluator(L.Callback):
         self.evaluations: list[list[dict]] = [[] for _ in self.seeds]
         self.prefixes = [f"seed{k}/" if stacked else "" for k in self.seeds]
         self.keys = [f"evaluations/seed{k}" if stacked else "evaluations" for k in self.seeds]
+        self.wall_before, self.wall_s, self._t0 = 0.0, None, None  # earlier sessions' seconds; the total at fit end
+
+    def elapsed(self) -> float:
+        """Seconds of fit so far, earlier sessions included."""
+        return self.wall_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+
+    def on_fit_start(self, trainer, module) -> None:
+        self._t0 = time.perf_counter()
 
     def run(self, trainer, module) -> list[dict]:
         """One evaluation of every seed; under DDP each rank runs its share of each seed's episodes."""
@@ -81,14 +92,17 @@ class Evaluator(L.Callback):
         evals = self.evaluations[member]
         scores = [e["score_mean"] for e in evals]
         return {**self.run_infos[member], "last5_score_mean": float(np.mean(scores[-5:])) if scores else None,
-                "best_score": max(scores) if scores else None, "evaluations": evals}
+                "best_score": max(scores) if scores else None, "updates": evals[-1]["updates"] if evals else 0,
+                "wall_s": round(self.wall_s if self.wall_s is not None else self.elapsed(), 1), "evaluations": evals}
 
     def on_fit_end(self, trainer, module) -> None:
+        self.wall_s = self.elapsed()
         for m, d in enumerate(self.run_dirs):
             if d is not None and trainer.global_rank == 0:
                 write_json(d / "summary.json", self.summary(m), indent=1)
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint["wall_s"] = self.elapsed()
         for m, (key, evals, d) in enumerate(zip(self.keys, self.evaluations, self.run_dirs, strict=True)):
             checkpoint[key] = evals
             if self.stacked and d is not None and trainer.global_rank == 0:
@@ -99,3 +113,4 @@ class Evaluator(L.Callback):
 
     def on_load_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         self.evaluations = [list(checkpoint[key]) for key in self.keys]
+        self.wall_before = float(checkpoint.get("wall_s", 0.0))
