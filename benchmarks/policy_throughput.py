@@ -2,11 +2,11 @@
 networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL. The
 plain loops keep two separate critic MLPs, so the ratio includes what the fused twin critics (``TwinQ``) buy.
 
-With ``--seeds 1 3 5 8``, TD3+BC also trains K seeds as one stacked model (``seeds=[...]``): its per-seed rate
-(K × updates/s) against the plain loop's single seed.
+With ``--seeds 1 3 5 8``, TD3+BC and CQL also train K seeds as one stacked model (``seeds=[...]``): the per-seed
+rate (K × updates/s) against the plain loop's single seed.
 
     python benchmarks/policy_throughput.py [--steps 500] [--algos td3bc cql diffql] [--device cuda]
-    python benchmarks/policy_throughput.py --algos td3bc --seeds 1 3 5 8
+    python benchmarks/policy_throughput.py --algos td3bc cql --seeds 1 3 5 8
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ class SeparateTwinQ(torch.nn.Module):
         x = torch.cat([obs, act], -1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
+    def both(self, obs, act):  # one seed's (1, B, ·) → (1, 2, B)
+        return torch.stack(self(obs, act), 1)
+
 
 def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> float:
     """The same update written as a plain loop with two separate nn.Sequential critics: TD3+BC fully by hand; CQL
@@ -125,12 +128,13 @@ def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> fl
                     polyak(target_net, net, 0.005)
         elif algo == "cql":
             actor_opt, critic_opt, alpha_opt, _ = opts
-            la, lal = m.actor_loss(b.obs, g)
+            b1 = Transitions(*(t[None] for t in b))  # the module's losses take (seeds, B, ·)
+            la, lal = m.actor_loss(b1.obs, [g])
             for opt, loss in ((alpha_opt, lal), (actor_opt, la)):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            lc, _ = m.critic_loss(b, g)
+            lc, _ = m.critic_loss(b1, [g])
             critic_opt.zero_grad()
             lc.backward()
             critic_opt.step()
@@ -160,7 +164,8 @@ def main():
                    "from round to round): the median of the per-round ratios is reported")
     p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
     p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="TD3+BC: K seeds as one model, per-seed rate")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1],
+                   help="TD3+BC and CQL: K seeds as one model, per-seed rate")
     p.add_argument("--compile", action="store_true", help="TD3+BC: also with compile=true")
     args = p.parse_args()
     d = data()
@@ -171,7 +176,7 @@ def main():
           f"{'min':>5} {'max':>5}")
     for algo in args.algos:
         compiled = [False, True] if algo == "td3bc" and args.compile else [False]
-        for k, comp in [(k, comp) for comp in compiled for k in (args.seeds if algo == "td3bc" else [1])]:
+        for k, comp in [(k, comp) for comp in compiled for k in (args.seeds if ALGOS[algo].stackable else [1])]:
             plain, light = [], []
             for _ in range(args.repeats):
                 plain.append(plain_rate(algo, args.steps, copy.deepcopy(d), args.device))

@@ -144,20 +144,21 @@ def test_td3bc_actor_loss_by_hand():
 
 def test_cql_conservative_gap_sign_and_size():
     m = make("cql")
-    obs = torch.randn(64, 4)
-    act = torch.zeros(64, 2)  # the data action; Q grows away from it
+    obs = torch.randn(1, 64, 4)  # one seed: (1, B, ·)
+    act = torch.zeros(1, 64, 2)  # the data action; Q grows away from it
+    planted = lambda c: lambda s, a: (c * (a**2).sum(-1))[:, None].expand(-1, 2, -1)  # noqa: E731  (K, 2, B)
     gaps = {}
     for c in (1.0, 10.0):
-        m.critic.forward = lambda s, a, c=c: (c * (a**2).sum(-1), c * (a**2).sum(-1))
-        q_data = m.critic(obs, act)
-        gaps[c] = float(m.conservative_gap(obs, obs, q_data, torch.Generator().manual_seed(0))[0])
+        m.critic.both = planted(c)
+        q_data = m.critic.both(obs, act)
+        gaps[c] = float(m.conservative_gap(obs, obs, q_data, [torch.Generator().manual_seed(0)])[0])
     # logsumexp ≥ the mean Q of uniform actions (c·2/3) plus the importance weight log 2^d
     assert gaps[1.0] > 2 / 3 + 2 * math.log(2) - 0.2
     assert gaps[10.0] > 10 * 2 / 3
     assert gaps[10.0] > gaps[1.0]
-    m.critic.forward = lambda s, a: (-(a**2).sum(-1) * 10, -(a**2).sum(-1) * 10)  # Q highest on the data
-    q_data = m.critic(obs, act)
-    lower = float(m.conservative_gap(obs, obs, q_data, torch.Generator().manual_seed(0))[0])
+    m.critic.both = planted(-10.0)  # Q highest on the data
+    q_data = m.critic.both(obs, act)
+    lower = float(m.conservative_gap(obs, obs, q_data, [torch.Generator().manual_seed(0)])[0])
     assert lower < gaps[1.0]
 
 
@@ -205,15 +206,15 @@ def test_cql_follows_corl_order_and_initialisation():
     the temperature learns at the policy's rate."""
     m = make("cql", seed=4)
     ref = copy.deepcopy(m)
-    assert float(m.actor.log_std_multiplier) == 1.0 and float(m.actor.log_std_offset) == -1.0
-    assert float(m.log_alpha_prime) == 1.0 and m.hparams.alpha_lr == m.hparams.policy_lr == 3e-5
+    assert m.actor.log_std_multiplier.item() == 1.0 and m.actor.log_std_offset.item() == -1.0
+    assert m.log_alpha_prime.item() == 1.0 and m.hparams.alpha_lr == m.hparams.policy_lr == 3e-5
     fit(m)
     actor_opt, critic_opt, alpha_opt, _ = ref.configure_optimizers()
     for k in range(3):
         g = torch.Generator().manual_seed(4 * 1_000_003 + k)
-        b = ref.sample_batch(g)
-        loss_a, loss_alpha = ref.actor_loss(b.obs, g)
-        loss_c, _ = ref.critic_loss(b, g)
+        b = Transitions(*(t[None] for t in ref.sample_batch(g)))  # one seed: (1, B, ·)
+        loss_a, loss_alpha = ref.actor_loss(b.obs, [g])
+        loss_c, _ = ref.critic_loss(b, [g])
         for opt, loss in ((alpha_opt, loss_alpha), (actor_opt, loss_a), (critic_opt, loss_c)):
             opt.zero_grad()
             loss.backward()
@@ -240,14 +241,14 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     action 0.5, log π = −1), done = 1, importance sampling, T = 1, α' = 10, computed here in numpy."""
     m = make("cql", seed=0)
     b, n, d = 8, m.hparams.n_actions, 2
-    q = lambda s, a: (s[..., 0] + (a**2).sum(-1),) * 2  # noqa: E731
+    q = lambda s, a: (s[..., 0] + (a**2).sum(-1))[:, None].expand(-1, 2, -1)  # noqa: E731  (K, 2, B)
     for net in (m.critic, m.critic_target):
-        net.forward = q
-    m.actor.forward = lambda s, g=None, det=False: (torch.full((len(s), d), 0.5), torch.full((len(s),), -1.0))
+        net.both = q
+    m.actor.forward = lambda s, g=None, det=False: (torch.full((*s.shape[:-1], d), 0.5), torch.full(s.shape[:-1], -1.0))
     g = torch.Generator().manual_seed(0)
     obs, act, rew = torch.randn(b, 4, generator=g), torch.rand(b, d, generator=g) * 2 - 1, torch.randn(b, generator=g)
-    batch = Transitions(obs, act, rew, obs, torch.ones(b))
-    loss, _ = m.critic_loss(batch, torch.Generator().manual_seed(1))
+    batch = Transitions(*(t[None] for t in (obs, act, rew, obs, torch.ones(b))))  # one seed: (1, B, ·)
+    loss, _ = m.critic_loss(batch, [torch.Generator().manual_seed(1)])
     rand = (torch.rand(b * n, d, generator=torch.Generator().manual_seed(1)) * 2 - 1).numpy().reshape(b, n, d)
     s0, a, r = obs[:, 0].numpy().astype(np.float64), act.numpy().astype(np.float64), rew.numpy().astype(np.float64)
     q_data = s0 + (a**2).sum(-1)
@@ -256,19 +257,18 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     gap = (np.log(np.exp(parts).sum(1)) - q_data).mean()
     expected = 2 * ((q_data - r) ** 2).mean() + 2 * 10.0 * gap  # qf1 + qf2 TD losses, α'·(gap1 + gap2)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
-    pi_loss, alpha_loss = m.actor_loss(obs, torch.Generator().manual_seed(2))
+    pi_loss, alpha_loss = m.actor_loss(obs[None], [torch.Generator().manual_seed(2)])
     assert float(pi_loss) == pytest.approx(float((1.0 * -1.0 - (s0 + 0.5)).mean()), rel=1e-5)  # α = e⁰
     assert float(alpha_loss) == pytest.approx(0.0) and m.target_entropy == -2.0  # log α = 0
 
 
-def test_three_seeds_as_one_model_equal_three_single_seed_runs():
+@pytest.mark.parametrize("algo", ["td3bc", "cql"])
+def test_three_seeds_as_one_model_equal_three_single_seed_runs(algo):
     """seeds [0, 1, 2] stacked: each seed starts from its single-seed run's weights, draws its batches, and after
-    6 updates (3 actor steps) holds that run's parameters up to float rounding."""
-    from dydiff.algos.td3bc import TD3BC
-
-    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, hidden=32)
-    many = TD3BC.stacked([0, 1, 2], **kw)
-    singles = [TD3BC.stacked([s], **kw) for s in (0, 1, 2)]
+    6 updates (TD3+BC: 3 actor steps) holds that run's parameters up to float rounding."""
+    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, **SMALL[algo])
+    many = ALGOS[algo].stacked([0, 1, 2], **kw)
+    singles = [ALGOS[algo].stacked([s], **kw) for s in (0, 1, 2)]
     for m in (many, *singles):
         m.attach_data(random_data())
     for k, one in enumerate(singles):
@@ -282,12 +282,33 @@ def test_three_seeds_as_one_model_equal_three_single_seed_runs():
         assert many.updates == one.updates == 6
         for n, v in many.member_state(k).items():
             torch.testing.assert_close(v, one.state_dict()[n], rtol=1e-5, atol=1e-6)
+        obs = torch.randn(5, 4)
+        torch.testing.assert_close(many.act(obs, member=k), one.act(obs), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="distinct"):
-        TD3BC.stacked([1, 1], **kw)
-    from dydiff.algos.cql import CQL
+        ALGOS[algo].stacked([1, 1], **kw)
+    with pytest.raises(ValueError, match="TD3\\+BC and CQL so far"):
+        ALGOS["diffql"].stacked([0, 1], obs_dim=4, act_dim=2, task="maze2d-umaze")
 
-    with pytest.raises(ValueError, match="TD3\\+BC so far"):
-        CQL.stacked([0, 1], obs_dim=4, act_dim=2, task="maze2d-umaze")
+
+def test_cql_loads_a_checkpoint_of_the_unstacked_layout():
+    """CQL's earlier layout (the actor's net an MLP, scalar log-std affine, log α and log α' scalars) loads."""
+    m = make("cql", seed=2)
+    old = {}
+    for name, v in m.state_dict().items():
+        if name.startswith("actor.net.weights.") or name.startswith("actor.net.biases."):
+            continue
+        old[name] = v.reshape(()) if v.numel() == 1 and name.split(".")[-1].startswith("log_") else v
+    linears = zip(m.actor.net.weights, m.actor.net.biases, strict=True)
+    for i, (w, b) in enumerate(linears):
+        old[f"actor.net.{2 * i}.weight"], old[f"actor.net.{2 * i}.bias"] = w[0].T, b[0, 0]
+    assert old["log_alpha_prime"].shape == () and old["actor.log_std_offset"].shape == ()
+    back = make("cql", seed=5)
+    back.load_state_dict(old)
+    obs = torch.randn(6, 4)
+    for det in (True, False):
+        g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+        assert torch.equal(back.act(obs, det, g()), m.act(obs, det, g()))
+    assert torch.equal(back.log_alpha_prime, m.log_alpha_prime)
 
 
 def test_td3bc_loads_a_checkpoint_of_separate_networks():

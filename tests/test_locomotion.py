@@ -68,9 +68,9 @@ def test_a_run_that_never_reached_medium_is_continued_to_max_steps_as_if_uninter
         np.testing.assert_array_equal(v, b["buffer"][k])
         np.testing.assert_array_equal(v[:1500], first["buffer"][k])  # the first run's transitions are kept
     # the extension changed the policy, and its final snapshot is the expert
-    assert not torch.equal(first["agent"]["model"]["actor.net.0.weight"], a["agent"]["model"]["actor.net.0.weight"])
-    torch.testing.assert_close(torch.load(a["dir"] / "expert.pt", weights_only=True)["actor"]["net.0.weight"],
-                               a["agent"]["model"]["actor.net.0.weight"], rtol=0, atol=0)
+    assert not torch.equal(first["agent"]["model"]["actor.net.weights.0"], a["agent"]["model"]["actor.net.weights.0"])
+    torch.testing.assert_close(torch.load(a["dir"] / "expert.pt", weights_only=True)["actor"]["net.weights.0"],
+                               a["agent"]["model"]["actor.net.weights.0"], rtol=0, atol=0)
     # a threshold first reached after `steps` puts the medium snapshot in the extension
     threshold = max(r for _, r in first["evaluations"]) + 1e-3
     later = [(s, r) for s, r in a["evaluations"][3:] if r >= threshold]

@@ -122,17 +122,18 @@ def test_per_dataset_tuning_from_config_files(tmp_path):
     assert compose_policy(tmp_path, "algo=diffql").algo.kwargs.grad_norm == 1.0  # no file: the algo default
 
 
-def test_seeds_in_one_process_write_per_seed_runs_and_resume_bit_identically(tmp_path):
+@pytest.mark.parametrize("algo", ["td3bc", "cql"])
+def test_seeds_in_one_process_write_per_seed_runs_and_resume_bit_identically(tmp_path, algo):
     """seeds=[0,1]: per-seed folders (summary.json, policy.ckpt), the group's last.ckpt; seed 1 evaluates as its
     single-seed run does; an interrupted 2-seed run resumed ends bit-identical to an uninterrupted one."""
     from dydiff.algos import load_policy
     from stages.policy import run
 
-    both = run(compose_policy(tmp_path / "a", "seeds=[0,1]", "epochs=3"))
-    run(compose_policy(tmp_path / "b", "seeds=[0,1]", "epochs=2"))
-    resumed = run(compose_policy(tmp_path / "b", "seeds=[0,1]", "epochs=3", "resume=true"))
-    single = run(compose_policy(tmp_path / "c", "seed=1", "epochs=3"))
-    runs = "ck/maze2d-umaze/policy/td3bc-none"
+    both = run(compose_policy(tmp_path / "a", f"algo={algo}", "seeds=[0,1]", "epochs=3"))
+    run(compose_policy(tmp_path / "b", f"algo={algo}", "seeds=[0,1]", "epochs=2"))
+    resumed = run(compose_policy(tmp_path / "b", f"algo={algo}", "seeds=[0,1]", "epochs=3", "resume=true"))
+    single = run(compose_policy(tmp_path / "c", f"algo={algo}", "seed=1", "epochs=3"))
+    runs = f"ck/maze2d-umaze/policy/{algo}-none"
     a, b = (torch.load(tmp_path / x / runs / "seeds-0-1/last.ckpt", weights_only=True) for x in "ab")
     assert a["updates"] == b["updates"] == 15 and a.keys() == b.keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
@@ -150,6 +151,6 @@ def test_seeds_in_one_process_write_per_seed_runs_and_resume_bit_identically(tmp
         torch.testing.assert_close(v, own.state_dict()[n], rtol=1e-4, atol=1e-5)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tb = EventAccumulator(str(tmp_path / "a/runs/maze2d-umaze/policy/td3bc-none/seeds-0-1")).Reload()
+    tb = EventAccumulator(str(tmp_path / f"a/runs/maze2d-umaze/policy/{algo}-none/seeds-0-1")).Reload()
     assert [e.value for e in tb.Scalars("seed1/eval/score_mean")] == pytest.approx(
         [e["score_mean"] for e in both[1]["evaluations"]])

@@ -28,6 +28,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
     automatic_optimization = False
     eval_deterministic = True  # how evaluation acts
     stackable = False  # True: every parameter lives in a Stacked network, so K seeds train as one model
+    seed_parameters: tuple[str, ...] = ()  # parameters outside Stacked networks with one entry per seed (dim 0)
 
     def __init__(self, obs_dim: int, act_dim: int, task: str, obs_mean: list | None = None,
                  obs_std: list | None = None, batch_size: int = 256, steps_per_epoch: int = 1000, seed: int = 0,
@@ -53,7 +54,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         if len(set(seeds)) != len(seeds) or not seeds:
             raise ValueError(f"seeds={seeds}: must be distinct, and at least one")
         if len(seeds) > 1 and not cls.stackable:
-            raise ValueError(f"{cls.__name__} trains one seed per process; seeds=[...] batches TD3+BC so far")
+            raise ValueError(f"{cls.__name__} trains one seed per process; seeds=[...] batches TD3+BC and CQL so far")
         modules = []
         for s in seeds:
             torch.manual_seed(s)
@@ -70,9 +71,9 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         return m
 
     def stacked_names(self) -> set[str]:
-        """The state_dict names of the parameters that live in Stacked networks."""
+        """The state_dict names of the parameters that live in Stacked networks or have one entry per seed."""
         return {f"{n}.{p}" for n, mod in self.named_modules() if isinstance(mod, Stacked)
-                for p, _ in mod.named_parameters()}
+                for p, _ in mod.named_parameters()} | set(self.seed_parameters) & dict(self.named_parameters()).keys()
 
     @property
     def members(self) -> int:

@@ -70,9 +70,10 @@ class Stacked(nn.Module):
 
 
 class TwinQ(Stacked):
-    """Twin critics Q₁, Q₂ as one ``Stacked`` network: (obs, act) → (Q₁, Q₂), each (B,), from one batched GEMM
-    chain. Initialised as two ``mlp`` critics built one after the other; checkpoints of that earlier layout
-    (``q1.*``, ``q2.*``) load."""
+    """Twin critics Q₁, Q₂ as one ``Stacked`` network, from one batched GEMM chain: (obs, act) of (B, ·) →
+    (Q₁, Q₂), each (B,); ``both`` takes K seeds' (K, B, ·) when the twins of K seeds are stacked (2K members,
+    seed k's are 2k, 2k + 1) → (K, 2, B). Initialised as two ``mlp`` critics built one after the other;
+    checkpoints of that earlier layout (``q1.*``, ``q2.*``) load."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, act=nn.ReLU,
                  orthogonal: bool = False):
@@ -83,33 +84,57 @@ class TwinQ(Stacked):
         q = super().forward(torch.cat([obs, act], -1))[..., 0]
         return q[0], q[1]
 
+    def both(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], -1)
+        return super().forward(x.repeat_interleave(2, 0))[..., 0].view(len(x), 2, -1)
+
+
+def normal(shape: tuple, generator, device) -> torch.Tensor:
+    """Standard normal draws of ``shape``; with a list of K generators (one per seed), (K, *shape[1:]) with member
+    k's drawn from generator k, as its single-seed run draws them."""
+    if isinstance(generator, list | tuple):
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
+
 
 class TanhGaussianActor(nn.Module):
-    """SAC's actor: a = tanh(μ + σ·ε); log-probabilities with the tanh change of variables."""
+    """SAC's actor: a = tanh(μ + σ·ε); log-probabilities with the tanh change of variables. The network is
+    ``Stacked``: observations (B, ·) run one member (``members``: which), (K, B, ·) each of K stacked members
+    (K seeds' actors) on its own batch; ``generator`` may then be a list of K (each seed's noise)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2, orthogonal: bool = False,
                  log_std_min: float = -20.0, log_std_max: float = 2.0, log_std_affine: bool = False,
                  small_last: bool = False):
-        """``log_std_affine``: CORL's CQL actor, log σ = m·net + b with a learnable m (from 1) and b (from −1)."""
+        """``log_std_affine``: CORL's CQL actor, log σ = m·net + b with a learnable m (from 1) and b (from −1), one
+        (1, 1, 1) pair per member. Checkpoints of the earlier layout (``net`` an MLP, m and b scalars) load."""
         super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden, layers, orthogonal=orthogonal, small_last=small_last)
+        self.net = Stacked([mlp(obs_dim, 2 * act_dim, hidden, layers, orthogonal=orthogonal, small_last=small_last)],
+                           legacy=[""])
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         if log_std_affine:
-            self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
-            self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
+            self.log_std_multiplier = nn.Parameter(torch.ones(1, 1, 1))
+            self.log_std_offset = nn.Parameter(torch.full((1, 1, 1), -1.0))
+            self._register_load_state_dict_pre_hook(self._scalars_to_members)
 
-    def mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(obs).chunk(2, -1)
+    def _scalars_to_members(self, state_dict, prefix, *args):
+        for name in ("log_std_multiplier", "log_std_offset"):
+            if (v := state_dict.get(prefix + name)) is not None and v.dim() == 0:
+                state_dict[prefix + name] = v.reshape(1, 1, 1)
+
+    def mean_log_std(self, obs: torch.Tensor, members: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = obs.dim() == 2
+        mean, log_std = self.net(obs[None] if flat else obs, members).chunk(2, -1)
         if hasattr(self, "log_std_offset"):
-            log_std = self.log_std_multiplier * log_std + self.log_std_offset
-        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+            log_std = self.log_std_multiplier[members] * log_std + self.log_std_offset[members]
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        return (mean[0], log_std[0]) if flat else (mean, log_std)
 
-    def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False):
+    def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False, members: slice = slice(None)):
         """(action, log π(action|obs)); the deterministic action is tanh(μ)."""
-        mean, log_std = self.mean_log_std(obs)
+        mean, log_std = self.mean_log_std(obs, members)
         if deterministic:
             return torch.tanh(mean), None
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = normal(mean.shape, generator, mean.device).to(mean.dtype)
         pre = mean + log_std.exp() * eps
         log_prob = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
