@@ -2,11 +2,11 @@
 networks, batch and optimisers, in one process. Target: ratio ≥ 1.0 for TD3+BC and CQL. The
 plain loops keep two separate critic MLPs, so the ratio includes what the fused twin critics (``TwinQ``) buy.
 
-With ``--seeds 1 3 5 8``, TD3+BC and CQL also train K seeds as one stacked model (``seeds=[...]``): the per-seed
+With ``--seeds 1 3 5 8``, each algorithm also trains K seeds as one stacked model (``seeds=[...]``): the per-seed
 rate (K × updates/s) against the plain loop's single seed.
 
     python benchmarks/policy_throughput.py [--steps 500] [--algos td3bc cql diffql] [--device cuda]
-    python benchmarks/policy_throughput.py --algos td3bc cql --seeds 1 3 5 8
+    python benchmarks/policy_throughput.py --seeds 1 3 5 8
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class SeparateTwinQ(torch.nn.Module):
         x = torch.cat([obs, act], -1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
-    def both(self, obs, act):  # one seed's (1, B, ·) → (1, 2, B)
+    def both(self, obs, act, seeds=None):  # one seed's (1, B, ·) → (1, 2, B)
         return torch.stack(self(obs, act), 1)
 
 
@@ -141,12 +141,13 @@ def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> fl
             polyak(m.critic_target, m.critic, 0.005)
         else:
             actor_opt, critic_opt = opts
-            lc = m.critic_loss(b, g)
+            b1 = Transitions(*(t[None] for t in b))  # the module's losses take (seeds, B, ·)
+            lc = m.critic_loss(b1, [g])
             critic_opt.zero_grad()
             lc.backward()
             torch.nn.utils.clip_grad_norm_(m.critic.parameters(), 1.0)
             critic_opt.step()
-            la, _ = m.actor_loss(b, g)
+            la, _ = m.actor_loss(b1, [g])
             actor_opt.zero_grad()
             la.backward()
             torch.nn.utils.clip_grad_norm_(m.actor.parameters(), 1.0)
@@ -165,7 +166,7 @@ def main():
     p.add_argument("--updates-per-step", type=int, default=4, help="as conf/policy.yaml's updates_per_step")
     p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
-                   help="TD3+BC and CQL: K seeds as one model, per-seed rate")
+                   help="K seeds as one model, per-seed rate")
     p.add_argument("--compile", action="store_true", help="TD3+BC: also with compile=true")
     args = p.parse_args()
     d = data()

@@ -32,9 +32,6 @@ def check_policy(c: dict, pretrain_dir: str | Path | None = None) -> None:
            "seeds", seeds, "must be null or a list of distinct integers ≥ 0, e.g. [0,1,2,3,4]")
     _check(not c.get("compile") or c["algo"]["name"] == "td3bc", "compile", c.get("compile"),
            "compiles TD3+BC's losses only so far")
-    _check(seeds is None or len(seeds) == 1 or c["algo"]["name"] in ("td3bc", "cql"), "seeds", seeds,
-           f"several seeds in one process batch TD3+BC and CQL only so far; run {c['algo']['name']} with seed=<k> "
-           "(a sweep: -m seed=0,1,2 hydra/launcher=joblib)")
     _check(isinstance(c["algo"]["steps_per_epoch"], int) and c["algo"]["steps_per_epoch"] >= 1,
            "algo.steps_per_epoch", c["algo"]["steps_per_epoch"], "must be an integer ≥ 1")
     _check(c.get("protocol", "equal") in ("equal", "official"), "protocol", c.get("protocol"),

@@ -5,7 +5,7 @@
     python stages/policy.py algo=cql dataset=hopper-medium-v2 seed=1
     python stages/policy.py algo=diffql resume=true
     python stages/policy.py trainer=ddp trainer.devices=8 preset=paper
-    python stages/policy.py seeds=[0,1,2,3,4]              # 5 seeds as one batched model (TD3+BC)
+    python stages/policy.py seeds=[0,1,2,3,4]              # 5 seeds as one batched model (any algo)
 """
 
 from __future__ import annotations

@@ -167,8 +167,8 @@ def test_diffql_bc_loss_is_zero_gradient_at_optimum():
     m = make("diffql")
     a_star = torch.nn.Parameter(torch.tensor([0.3, -0.6]))
     actor = m.actor
-    actor.eps = lambda a, t, s: (a - actor.alphas_bar[t][:, None].sqrt() * a_star) / (
-        1 - actor.alphas_bar[t][:, None]).sqrt()
+    actor.eps = lambda a, t, s: (a - actor.alphas_bar[t][..., None].sqrt() * a_star) / (
+        1 - actor.alphas_bar[t][..., None]).sqrt()
     obs = torch.randn(64, 4)
     loss = actor.loss(obs, a_star.detach().expand(64, 2), torch.Generator().manual_seed(0))
     loss.backward()
@@ -228,7 +228,7 @@ def test_diffql_rolls_out_with_one_reverse_diffusion_sample():
     """Synthetic rollouts take one sample of the diffusion actor (the official DyDiff code), not the best of 50."""
     m = make("diffql", seed=1)
     calls = []
-    m.actor.register_forward_pre_hook(lambda mod, args: calls.append(len(args[0])))
+    m.actor.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape[-2]))  # states sampled for
     obs = torch.randn(7, 4)
     a = m.rollout_act(obs, True, torch.Generator().manual_seed(0))
     m.act(obs, True, torch.Generator().manual_seed(0))
@@ -262,7 +262,7 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     assert float(alpha_loss) == pytest.approx(0.0) and m.target_entropy == -2.0  # log α = 0
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "cql"])
+@pytest.mark.parametrize("algo", list(ALGOS))
 def test_three_seeds_as_one_model_equal_three_single_seed_runs(algo):
     """seeds [0, 1, 2] stacked: each seed starts from its single-seed run's weights, draws its batches, and after
     6 updates (TD3+BC: 3 actor steps) holds that run's parameters up to float rounding."""
@@ -283,11 +283,10 @@ def test_three_seeds_as_one_model_equal_three_single_seed_runs(algo):
         for n, v in many.member_state(k).items():
             torch.testing.assert_close(v, one.state_dict()[n], rtol=1e-5, atol=1e-6)
         obs = torch.randn(5, 4)
-        torch.testing.assert_close(many.act(obs, member=k), one.act(obs), rtol=1e-5, atol=1e-6)
+        g = lambda: torch.Generator().manual_seed(7)  # noqa: E731  (Diffusion-QL samples its actions)
+        torch.testing.assert_close(many.act(obs, True, g(), member=k), one.act(obs, True, g()), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="distinct"):
         ALGOS[algo].stacked([1, 1], **kw)
-    with pytest.raises(ValueError, match="TD3\\+BC and CQL so far"):
-        ALGOS["diffql"].stacked([0, 1], obs_dim=4, act_dim=2, task="maze2d-umaze")
 
 
 def test_cql_loads_a_checkpoint_of_the_unstacked_layout():
@@ -371,3 +370,46 @@ def test_fused_twin_critics_equal_two_separate_mlps(act, orthogonal):
     fresh.load_state_dict(old)
     for g, w in zip(fresh(obs, a), want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_diffql_loads_a_checkpoint_of_the_unstacked_layout():
+    """Diffusion-QL's earlier actor (its time embedding and ε network nn.Sequential MLPs) loads, for the actor and
+    its EMA copy, and samples the same actions."""
+    m = make("diffql", seed=2)
+    old = {}
+    for name, v in m.state_dict().items():
+        head, _, tail = name.rpartition(".")
+        if head.endswith((".weights", ".biases")) and name.startswith("actor"):
+            i = int(tail)
+            old[f"{head.rsplit('.', 1)[0]}.{2 * i}.{'weight' if head.endswith('weights') else 'bias'}"] = \
+                v[0].T if head.endswith("weights") else v[0, 0]
+        else:
+            old[name] = v
+    assert "actor.time.2.weight" in old and "actor_ema.net.6.bias" in old
+    back = make("diffql", seed=5)
+    back.load_state_dict(old)
+    obs, g = torch.randn(6, 4), lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert torch.equal(back.act(obs, False, g()), m.act(obs, False, g()))
+
+
+def test_per_member_gradient_clipping_equals_torch_per_run():
+    """clip_grad_norm over K runs stacked along dim 0 scales each run's gradients as torch's clip_grad_norm_ scales
+    that run's alone: run 0's norm is above the limit, run 1's below (left unchanged)."""
+    from dydiff.algos.optim import clip_grad_norm
+
+    g = torch.Generator().manual_seed(0)
+    runs = [[torch.randn(3, 4, generator=g) * s, torch.randn(3, generator=g) * s] for s in (5.0, 0.01)]
+    stacked = [torch.nn.Parameter(torch.cat([r[i] for r in runs])) for i in range(2)]  # rows 0-2: run 0
+    for p, i in zip(stacked, range(2), strict=True):
+        p.grad = torch.cat([r[i] for r in runs]).clone()
+    clip_grad_norm(stacked, 1.0, members=2)
+    for k, r in enumerate(runs):
+        ps = [torch.nn.Parameter(torch.zeros_like(t)) for t in r]
+        for p, t in zip(ps, r, strict=True):
+            p.grad = t.clone()
+        torch.nn.utils.clip_grad_norm_(ps, 1.0)
+        for p, s in zip(ps, stacked, strict=True):
+            torch.testing.assert_close(s.grad[3 * k:3 * (k + 1)], p.grad, rtol=1e-6, atol=1e-7)
+    assert torch.equal(stacked[1].grad[3:], runs[1][1])  # below the limit: untouched
+    norm0 = torch.cat([s.grad[:3].flatten() for s in stacked]).norm()
+    assert float(norm0) == pytest.approx(1.0, rel=1e-5)

@@ -122,7 +122,7 @@ def test_per_dataset_tuning_from_config_files(tmp_path):
     assert compose_policy(tmp_path, "algo=diffql").algo.kwargs.grad_norm == 1.0  # no file: the algo default
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "cql"])
+@pytest.mark.parametrize("algo", ["td3bc", "cql", pytest.param("diffql", marks=pytest.mark.slow)])
 def test_seeds_in_one_process_write_per_seed_runs_and_resume_bit_identically(tmp_path, algo):
     """seeds=[0,1]: per-seed folders (summary.json, policy.ckpt), the group's last.ckpt; seed 1 evaluates as its
     single-seed run does; an interrupted 2-seed run resumed ends bit-identical to an uninterrupted one."""

@@ -26,7 +26,6 @@ def compose_stage(name, tmp, *overrides):
     (["synth=real_env", "num_trajectories=1", "trainer=ddp_cpu"], "synth.num_trajectories=1"),
     (["synth=synther", "synth.real_ratio=-0.1"], "synth.real_ratio=-0.1"),
     (["protocol=paper"], "protocol='paper'"),
-    (["algo=diffql", "seeds=[0,1]"], "seeds=[0, 1]: several seeds in one process batch TD3.BC and CQL only"),
     (["seeds=[2,2]"], "seeds=[2, 2]: must be null or a list of distinct"),
 ])
 def test_policy_stage_refuses_bad_settings_before_loading_data(tmp_path, overrides, key):

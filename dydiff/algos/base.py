@@ -54,7 +54,7 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         if len(set(seeds)) != len(seeds) or not seeds:
             raise ValueError(f"seeds={seeds}: must be distinct, and at least one")
         if len(seeds) > 1 and not cls.stackable:
-            raise ValueError(f"{cls.__name__} trains one seed per process; seeds=[...] batches TD3+BC and CQL so far")
+            raise ValueError(f"{cls.__name__} trains one seed per process (it is not stackable)")
         modules = []
         for s in seeds:
             torch.manual_seed(s)

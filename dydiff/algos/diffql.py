@@ -4,7 +4,10 @@ actor loss = BC(ε-prediction) + η·(−Q_i(s, π(s)) / mean|Q_j(s, π(s))|), i
 critics; an EMA copy of the actor (0.995, every 5 updates from update 1000) gives the target actions;
 gradient norms are clipped. Evaluation samples 50 actions per state and picks one by softmax over the target
 critic's Q, as the reference code does (the paper does not say so); ``act(deterministic=True)`` takes the argmax.
-"""
+
+Stackable as TD3+BC is: K seeds' actors (time embedding and ε network) and twin critics are members of ``Stacked``
+networks, batches are (K, B, ·), every draw of seed k comes from its own generator in its single-seed order, and
+each seed's gradients are clipped by their own norm."""
 
 from __future__ import annotations
 
@@ -16,12 +19,13 @@ from torch import nn
 
 from dydiff.algos.base import PolicyModule
 from dydiff.algos.networks import DiffusionActor, TwinQ
-from dydiff.algos.optim import adam, polyak
+from dydiff.algos.optim import adam, clip_grad_norm, polyak
 from dydiff.types import Transitions
 
 
 class DiffQL(PolicyModule):
     eval_deterministic = False  # the reference evaluation: softmax over Q of 50 sampled actions
+    stackable = True
 
     def __init__(self, obs_dim: int, act_dim: int, task: str, discount: float = 0.99, tau: float = 0.005,
                  eta: float = 1.0, lr: float = 3e-4, grad_norm: float = 1.0, diffusion_steps: int = 5,
@@ -38,58 +42,70 @@ class DiffQL(PolicyModule):
         return adam(self.actor.parameters(), self.hparams.lr), adam(self.critic.parameters(), self.hparams.lr)
 
     def policy_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
-                      member: int = 0) -> torch.Tensor:
-        return self.best_of(obs_n, self.hparams.eval_samples, deterministic, generator)
+                      member: int | None = 0) -> torch.Tensor:
+        return self.best_of(obs_n, self.hparams.eval_samples, deterministic, generator, member)
 
     @torch.no_grad()
-    def best_of(self, obs_n: torch.Tensor, k: int, deterministic: bool = True, generator=None) -> torch.Tensor:
-        """One of ``k`` sampled actions per state: the argmax of Q, or drawn by softmax over Q."""
-        n = len(obs_n)
-        rep = obs_n.repeat_interleave(k, 0)
-        actions = self.actor(rep, generator)
-        q = torch.min(*self.critic_target(rep, actions)).view(n, k)
-        pick = q.argmax(1) if deterministic else torch.multinomial(F.softmax(q, 1), 1, generator=generator)[:, 0]
-        return actions.view(n, k, -1)[torch.arange(n, device=obs_n.device), pick]
+    def best_of(self, obs_n: torch.Tensor, k: int, deterministic: bool = True, generator=None,
+                member: int | None = 0) -> torch.Tensor:
+        """One of ``k`` sampled actions per state: the argmax of Q, or drawn by softmax over Q. Seed ``member``'s
+        for (B, obs_dim); ``None``: every seed's for (K, B, obs_dim), ``generator`` then one per seed or shared."""
+        flat = member is not None
+        seeds = slice(member, member + 1) if flat else slice(None)
+        obs = obs_n[None] if flat else obs_n
+        (m, n), rep = obs.shape[:2], obs.repeat_interleave(k, 1)
+        actions = self.actor(rep, generator, seeds)
+        q = self.critic_target.both(rep, actions, seeds).min(1).values.view(m, n, k)
+        if deterministic:
+            pick = q.argmax(-1)
+        else:
+            gens = generator if isinstance(generator, list | tuple) else [generator] * m
+            pick = torch.stack([torch.multinomial(F.softmax(q_k, -1), 1, generator=g)[:, 0]
+                                for q_k, g in zip(q, gens, strict=True)])
+        a = actions.view(m, n, k, -1).gather(2, pick[..., None, None].expand(-1, -1, 1, actions.shape[-1]))[:, :, 0]
+        return a[0] if flat else a
 
     def rollout_action(self, obs_n: torch.Tensor, deterministic: bool = True, generator=None,
                        member: int = 0) -> torch.Tensor:
         """Synthetic rollouts: one reverse-diffusion sample per state (the official DyDiff code), 1/50 of the
         evaluation's cost; ``rollout_samples`` > 1 picks among that many by Q, as evaluation does."""
         k = self.hparams.rollout_samples
-        return self.actor(obs_n, generator) if k == 1 else self.best_of(obs_n, k, deterministic, generator)
+        return self.actor(obs_n, generator, slice(member, member + 1)) if k == 1 else \
+            self.best_of(obs_n, k, deterministic, generator, member)
 
-    def critic_loss(self, b: Transitions, g: torch.Generator) -> torch.Tensor:
+    def critic_loss(self, b: Transitions, gens: list) -> torch.Tensor:
+        """Σ over seeds of MSE(Q₁, y) + MSE(Q₂, y), y from the EMA actor's next actions; (K, B, ·) batches."""
         obs, nxt = b.obs, b.next_obs
         with torch.no_grad():
-            target_q = torch.min(*self.critic_target(nxt, self.actor_ema(nxt, g)))
+            target_q = self.critic_target.both(nxt, self.actor_ema(nxt, gens)).min(1).values
             target = b.rew + (1 - b.done) * self.hparams.discount * target_q
-        q1, q2 = self.critic(obs, b.act)
-        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return (self.critic.both(obs, b.act) - target[:, None]).pow(2).mean(-1).sum()
 
-    def actor_loss(self, b: Transitions, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(BC + η·Q loss, BC loss)."""
+    def actor_loss(self, b: Transitions, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ over seeds of BC + η·Q loss, mean BC loss); each seed draws its own critic order."""
         obs = b.obs
-        bc = self.actor.loss(obs, b.act, g)
-        q1, q2 = self.critic(obs, self.actor(obs, g))
-        first = bool(torch.rand((), generator=g, device=self.device) > 0.5)
-        q_loss = -q1.mean() / q2.abs().mean().detach() if first else -q2.mean() / q1.abs().mean().detach()
-        return bc + self.hparams.eta * q_loss, bc
+        bc = self.actor.loss(obs, b.act, gens)
+        q = self.critic.both(obs, self.actor(obs, gens))
+        first = torch.stack([torch.rand((), generator=g, device=self.device) > 0.5 for g in gens])[:, None]
+        qi, qj = torch.where(first, q[:, 0], q[:, 1]), torch.where(first, q[:, 1], q[:, 0])
+        q_loss = -qi.mean(-1) / qj.abs().mean(-1).detach()
+        return (bc + self.hparams.eta * q_loss).sum(), bc.detach().mean()
 
     def training_step(self, step, batch_idx=None):
         h = self.hparams
         actor_opt, critic_opt = self.optimizers()
-        for g, b in self.batches(step):
-            loss_c = self.critic_loss(b, g)
+        for gens, b in self.batches(step):
+            loss_c = self.critic_loss(b, gens)
             critic_opt.zero_grad()
             self.backprop(loss_c)
-            if h.grad_norm > 0:
-                nn.utils.clip_grad_norm_(self.critic.parameters(), h.grad_norm)
+            if h.grad_norm > 0:  # each seed's gradient norm, as its single-seed run clips it
+                clip_grad_norm(self.critic.parameters(), h.grad_norm, self.members)
             critic_opt.step()
-            loss_a, bc = self.actor_loss(b, g)
+            loss_a, bc = self.actor_loss(b, gens)
             actor_opt.zero_grad()
             self.backprop(loss_a)
             if h.grad_norm > 0:
-                nn.utils.clip_grad_norm_(self.actor.parameters(), h.grad_norm)
+                clip_grad_norm(self.actor.parameters(), h.grad_norm, self.members)
             actor_opt.step()
             if self.updates % h.ema_every == 0 and self.updates >= h.ema_start:  # the reference's step_ema
                 polyak(self.actor_ema, self.actor, 1 - h.ema_decay)

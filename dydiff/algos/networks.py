@@ -84,9 +84,11 @@ class TwinQ(Stacked):
         q = super().forward(torch.cat([obs, act], -1))[..., 0]
         return q[0], q[1]
 
-    def both(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def both(self, obs: torch.Tensor, act: torch.Tensor, seeds: slice = slice(None)) -> torch.Tensor:
+        """``seeds``: which seeds' twins (a contiguous slice; by default all), one (B, ·) batch each."""
         x = torch.cat([obs, act], -1)
-        return super().forward(x.repeat_interleave(2, 0))[..., 0].view(len(x), 2, -1)
+        twins = seeds if seeds == slice(None) else slice(2 * seeds.start, 2 * seeds.stop)
+        return super().forward(x.repeat_interleave(2, 0), twins)[..., 0].view(len(x), 2, -1)
 
 
 def normal(shape: tuple, generator, device) -> torch.Tensor:
@@ -155,15 +157,18 @@ def vp_betas(steps: int, b_min: float = 0.1, b_max: float = 10.0) -> torch.Tenso
 
 
 class DiffusionActor(nn.Module):
-    """Diffusion-QL's actor: a DDPM over actions conditioned on the state; ε-prediction MLP (3×256 Mish)."""
+    """Diffusion-QL's actor: a DDPM over actions conditioned on the state; ε-prediction MLP (3×256 Mish). Its time
+    embedding and ε network are ``Stacked``: observations (B, ·) run one member (``members``), (K, B, ·) each of K
+    stacked members (K seeds' actors) on its own batch, with ``generator`` a list of K (each seed's draws)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, steps: int = 5, t_dim: int = 16):
         super().__init__()
         self.act_dim, self.steps = act_dim, steps
         half = t_dim // 2
         self.register_buffer("freqs", torch.exp(-math.log(10000) * torch.arange(half) / (half - 1)))
-        self.time = nn.Sequential(nn.Linear(t_dim, t_dim * 2), nn.Mish(), nn.Linear(t_dim * 2, t_dim))
-        self.net = mlp(obs_dim + act_dim + t_dim, act_dim, hidden, 3, act=nn.Mish)
+        self.time = Stacked([nn.Sequential(nn.Linear(t_dim, t_dim * 2), nn.Mish(), nn.Linear(t_dim * 2, t_dim))],
+                            legacy=[""])
+        self.net = Stacked([mlp(obs_dim + act_dim + t_dim, act_dim, hidden, 3, act=nn.Mish)], legacy=[""])
         betas = vp_betas(steps)
         alphas_bar = torch.cumprod(1 - betas, 0)
         self.register_buffer("betas", betas)
@@ -173,26 +178,35 @@ class DiffusionActor(nn.Module):
         self.register_buffer("coef_x0", betas * prev.sqrt() / (1 - alphas_bar))
         self.register_buffer("coef_xt", (1 - prev) * (1 - betas).sqrt() / (1 - alphas_bar))
 
-    def eps(self, a: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        emb = t.float()[:, None] * self.freqs[None]
-        return self.net(torch.cat([a, self.time(torch.cat([emb.sin(), emb.cos()], -1)), obs], -1))
+    def eps(self, a: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """ε_θ(a_t, t, s) on (K, B, ·) inputs, t (K, B)."""
+        emb = t.float()[..., None] * self.freqs
+        return self.net(torch.cat([a, self.time(torch.cat([emb.sin(), emb.cos()], -1), members), obs], -1), members)
 
     def loss(self, obs: torch.Tensor, action: torch.Tensor, generator=None) -> torch.Tensor:
-        """The behaviour-cloning term: ‖ε − ε_θ(√ᾱ_t·a + √(1−ᾱ_t)·ε, t, s)‖²."""
-        t = torch.randint(self.steps, (len(obs),), generator=generator, device=obs.device)
-        noise = torch.randn(action.shape, generator=generator, device=obs.device, dtype=action.dtype)
-        ab = self.alphas_bar[t][:, None]
-        return F.mse_loss(self.eps(ab.sqrt() * action + (1 - ab).sqrt() * noise, t, obs), noise)
+        """The behaviour-cloning term ‖ε − ε_θ(√ᾱ_t·a + √(1−ᾱ_t)·ε, t, s)‖², per member (K,) for (K, B, ·) inputs
+        (a scalar for one member's (B, ·))."""
+        flat = obs.dim() == 2
+        obs, action = (obs[None], action[None]) if flat else (obs, action)
+        gens = generator if isinstance(generator, list | tuple) else [generator] * len(obs)
+        t = torch.stack([torch.randint(self.steps, obs.shape[1:2], generator=g, device=obs.device) for g in gens])
+        noise = normal(action.shape, generator, obs.device).to(action.dtype)
+        ab = self.alphas_bar[t][..., None]
+        loss = (self.eps(ab.sqrt() * action + (1 - ab).sqrt() * noise, t, obs) - noise).pow(2).mean((1, 2))
+        return loss[0] if flat else loss
 
-    def forward(self, obs: torch.Tensor, generator=None) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, generator=None, members: slice = slice(None)) -> torch.Tensor:
         """Sample actions by the reverse process (differentiable: Diffusion-QL backpropagates Q through it)."""
-        a = torch.randn(len(obs), self.act_dim, generator=generator, device=obs.device, dtype=obs.dtype)
+        flat = obs.dim() == 2
+        obs = obs[None] if flat else obs
+        shape = (*obs.shape[:2], self.act_dim)
+        a = normal(shape, generator, obs.device).to(obs.dtype)
         for i in reversed(range(self.steps)):
-            t = torch.full((len(obs),), i, device=obs.device, dtype=torch.long)
+            t = torch.full(shape[:2], i, device=obs.device, dtype=torch.long)
             ab = self.alphas_bar[i]
-            x0 = ((a - (1 - ab).sqrt() * self.eps(a, t, obs)) / ab.sqrt()).clamp(-1, 1)
+            x0 = ((a - (1 - ab).sqrt() * self.eps(a, t, obs, members)) / ab.sqrt()).clamp(-1, 1)
             a = self.coef_x0[i] * x0 + self.coef_xt[i] * a
             if i > 0:
-                a = a + self.post_var[i].sqrt() * torch.randn(a.shape, generator=generator, device=a.device,
-                                                              dtype=a.dtype)
-        return a.clamp(-1, 1)
+                a = a + self.post_var[i].sqrt() * normal(shape, generator, a.device).to(a.dtype)
+        a = a.clamp(-1, 1)
+        return a[0] if flat else a

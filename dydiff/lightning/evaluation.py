@@ -54,10 +54,10 @@ class Evaluator(L.Callback):
         n, world, rank, k = self.episodes, trainer.world_size, trainer.global_rank, len(self.seeds)
         done = len(self.evaluations[0])
         per = [[s * 100_000 + done * 1000 + i for i in range(rank, n, world)] for s in self.seeds]
-        g = torch.Generator(device=module.device).manual_seed(done)
+        gens = [torch.Generator(device=module.device).manual_seed(done) for _ in self.seeds]  # each seed's own
 
         def act(obs):  # (K × m, obs_dim), seed-major → each seed's policy on its m environments
-            a = module.act(torch.as_tensor(obs).view(k, -1, obs.shape[-1]), module.eval_deterministic, g, None)
+            a = module.act(torch.as_tensor(obs).view(k, -1, obs.shape[-1]), module.eval_deterministic, gens, None)
             return a.reshape(len(obs), -1).cpu().numpy()
 
         res = evaluate(act, self.task, seeds=[s for p in per for s in p], ref_random=self.ref_random,
