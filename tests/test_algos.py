@@ -136,7 +136,7 @@ def test_td3bc_actor_loss_by_hand():
     b = Transitions(*(t[:8] for t in random_data()))  # a batch arrives normalised
     obs = b.obs
     pi = m.actor(obs)[0]
-    q = m.critic(torch.cat([obs, pi], -1))[0, :, 0]  # member 0: Q₁
+    q = m.critic(obs, pi)[0]  # Q₁
     lam = 2.5 / q.abs().mean()
     expected = -lam * q.mean() + ((pi - b.act) ** 2).mean()
     torch.testing.assert_close(m.actor_loss(Transitions(*(t[None] for t in b))), expected)  # one seed: (1, B, ·)
@@ -193,8 +193,7 @@ def test_critic_converges_on_one_step_bandit(algo):
         m.hparams.critic_lr = 1e-3
     fit(m, epochs=2)
     with torch.no_grad():
-        # obs_mean 0, obs_std 1 here; TD3+BC's stacked critics take (seeds, B, ·)
-        q1, q2 = m.q(m.critic, obs[None], act[None])[0] if algo == "td3bc" else m.critic(m.norm(obs), act)
+        q1, q2 = m.critic(m.norm(obs), act)
     err = float(((q1 - rew) ** 2).mean())
     assert err < 0.05 * float(rew.var()), err
     np.testing.assert_allclose(q1.numpy(), q2.numpy(), atol=0.5)
@@ -325,7 +324,7 @@ def test_td3bc_loads_a_checkpoint_of_separate_networks():
     obs, act = torch.randn(8, 4), torch.rand(8, 2)
     torch.testing.assert_close(m.policy_action(obs), actor(obs), rtol=1e-5, atol=1e-6)
     x = torch.cat([obs, act], -1)
-    torch.testing.assert_close(m.q(m.critic_target, obs[None], act[None])[0],
+    torch.testing.assert_close(m.critic_target.both(obs[None], act[None])[0],
                                torch.stack([q1(x)[:, 0], q2(x)[:, 0]]), rtol=1e-5, atol=1e-6)
 
 

@@ -74,7 +74,7 @@ def test_td3bc_learns_the_data_and_values_the_goal(tmp_path):
     states = torch.tensor([[*goal, 0.0, 0.0], [*far, 0.0, 0.0]], dtype=torch.float32)
     with torch.no_grad():
         obs_n = policy.norm(states)
-        q = policy.q(policy.critic, obs_n[None], policy.policy_action(obs_n)[None])[0].min(0).values
+        q = policy.critic.both(obs_n[None], policy.policy_action(obs_n)[None])[0].min(0).values
     assert q[0] > q[1] + 1.0, q
 
 

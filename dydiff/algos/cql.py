@@ -14,7 +14,7 @@ import math
 import torch
 
 from dydiff.algos.base import PolicyModule
-from dydiff.algos.networks import TanhGaussianActor, TwinQ
+from dydiff.algos.networks import TanhGaussianActor, TwinQ, load_scalars_as
 from dydiff.algos.optim import adam, polyak
 from dydiff.types import Transitions
 
@@ -39,13 +39,7 @@ class CQL(PolicyModule):
         self.log_alpha = torch.nn.Parameter(torch.zeros(1))  # one per seed
         self.log_alpha_prime = torch.nn.Parameter(torch.ones(1))  # CORL starts α' = e¹
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
-        self._register_load_state_dict_pre_hook(self._scalars_to_seeds)
-
-    def _scalars_to_seeds(self, state_dict, prefix, *args):
-        """Checkpoints from before seeds stacked hold log α and log α' as scalars."""
-        for name in ("log_alpha", "log_alpha_prime"):
-            if (v := state_dict.get(prefix + name)) is not None and v.dim() == 0:
-                state_dict[prefix + name] = v.reshape(1)
+        load_scalars_as(self, ("log_alpha", "log_alpha_prime"), (1,))
 
     def configure_optimizers(self):
         h = self.hparams

@@ -90,6 +90,21 @@ class TwinQ(Stacked):
         twins = seeds if seeds == slice(None) else slice(2 * seeds.start, 2 * seeds.stop)
         return super().forward(x.repeat_interleave(2, 0), twins)[..., 0].view(len(x), 2, -1)
 
+    def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Every seed's Q₁ alone on its own (K, B, ·) batch: (K, B)."""
+        return super().forward(torch.cat([obs, act], -1), slice(0, None, 2))[..., 0]
+
+
+def load_scalars_as(module: nn.Module, names: tuple[str, ...], shape: tuple[int, ...]) -> None:
+    """Checkpoints of the layout before seeds stacked hold ``names`` (parameters of ``module``) as 0-dim tensors:
+    reshape them to ``shape`` when such a state_dict loads."""
+    def hook(state_dict, prefix, *args):
+        for name in names:
+            if (v := state_dict.get(prefix + name)) is not None and v.dim() == 0:
+                state_dict[prefix + name] = v.reshape(shape)
+
+    module._register_load_state_dict_pre_hook(hook)
+
 
 def normal(shape: tuple, generator, device) -> torch.Tensor:
     """Standard normal draws of ``shape``; with a list of K generators (one per seed), (K, *shape[1:]) with member
@@ -116,12 +131,7 @@ class TanhGaussianActor(nn.Module):
         if log_std_affine:
             self.log_std_multiplier = nn.Parameter(torch.ones(1, 1, 1))
             self.log_std_offset = nn.Parameter(torch.full((1, 1, 1), -1.0))
-            self._register_load_state_dict_pre_hook(self._scalars_to_members)
-
-    def _scalars_to_members(self, state_dict, prefix, *args):
-        for name in ("log_std_multiplier", "log_std_offset"):
-            if (v := state_dict.get(prefix + name)) is not None and v.dim() == 0:
-                state_dict[prefix + name] = v.reshape(1, 1, 1)
+            load_scalars_as(self, ("log_std_multiplier", "log_std_offset"), (1, 1, 1))
 
     def mean_log_std(self, obs: torch.Tensor, members: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         flat = obs.dim() == 2

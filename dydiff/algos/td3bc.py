@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dydiff.algos.base import PolicyModule
-from dydiff.algos.networks import Stacked, mlp
+from dydiff.algos.networks import Stacked, TwinQ, mlp
 from dydiff.algos.optim import adam, polyak
 from dydiff.types import Transitions
 
@@ -28,7 +28,7 @@ class TD3BC(PolicyModule):
         self.save_hyperparameters()
         # the draws of the separate-module layout, in its order (actor, then q1, q2); its checkpoints load
         self.actor = Stacked([mlp(obs_dim, act_dim, hidden, 2)], nn.Tanh(), legacy=["0."])
-        self.critic = Stacked([mlp(obs_dim + act_dim, 1, hidden, 2) for _ in range(2)], legacy=["q1.", "q2."])
+        self.critic = TwinQ(obs_dim, act_dim, hidden, 2)
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_target.requires_grad_(False)
         self.critic_target.requires_grad_(False)
@@ -42,11 +42,6 @@ class TD3BC(PolicyModule):
         """Seed ``member``'s actions for observations (B, obs_dim); ``None``: every seed's, (K, B, ·) → (K, B, ·)."""
         return self.actor(obs_n) if member is None else self.actor(obs_n, slice(member, member + 1))[0]
 
-    def q(self, net: Stacked, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Both critics of every seed on (K, B, ·) inputs: (K, 2, B)."""
-        x = torch.cat([obs, act], -1)
-        return net(x.repeat_interleave(2, 0)).view(len(x), 2, -1)
-
     def target_noise(self, b: Transitions, gens: list[torch.Generator]) -> torch.Tensor:
         """Target policy smoothing noise (std 0.2, clipped at 0.5), each seed's from its own generator."""
         h = self.hparams
@@ -59,14 +54,14 @@ class TD3BC(PolicyModule):
         h = self.hparams
         with torch.no_grad():
             next_act = (self.actor_target(b.next_obs) + noise).clamp(-1.0, 1.0)
-            q_next = self.q(self.critic_target, b.next_obs, next_act).min(1).values
+            q_next = self.critic_target.both(b.next_obs, next_act).min(1).values
             target = b.rew + h.discount * (1 - b.done) * q_next
-        return (self.q(self.critic, b.obs, b.act) - target[:, None]).pow(2).mean(-1).sum()
+        return (self.critic.both(b.obs, b.act) - target[:, None]).pow(2).mean(-1).sum()
 
     def actor_loss(self, b: Transitions) -> torch.Tensor:
         """Σ over seeds of −λ·mean Q₁(s, π(s)) + MSE(π(s), a), λ = α / mean|Q₁| (detached), per seed."""
         pi = self.actor(b.obs)
-        q = self.critic(torch.cat([b.obs, pi], -1), slice(0, None, 2))[..., 0]  # each seed's Q₁: (K, B)
+        q = self.critic.q1(b.obs, pi)  # each seed's Q₁: (K, B)
         lam = self.hparams.alpha / q.abs().mean(-1).detach()
         return (-lam * q.mean(-1) + (pi - b.act).pow(2).mean((1, 2))).sum()
 
