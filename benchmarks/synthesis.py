@@ -4,6 +4,7 @@ evaluations). Target: at most 1.5×. Needs the stage-1 models: run `python stage
 
     python benchmarks/synthesis.py
     python benchmarks/synthesis.py synth.num_trajectories=1024 synth.iterations=2 denoiser=...
+    python benchmarks/synthesis.py seeds=[0,1,2,3,4]    # also: K rounds one after another vs synth.batched's one batch
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main():
         rounds.append(time.perf_counter() - t0)
     round_s = min(rounds)
 
+    if len(module.rounds) > 1:
+        seeded(module)
+
     t0 = time.perf_counter()
     evaluate(lambda o: module.act(o).numpy(), ds.task, episodes=c["eval_episodes"], seed=0)
     eval_s = time.perf_counter() - t0
@@ -72,6 +76,35 @@ def main():
     print(f"one evaluation        {eval_s:8.2f} s   ({c['eval_episodes']} episodes, every {c['eval_every']} epochs)")
     print(f"whole run ({E} epochs, {rounds_per_run} rounds): base {base_s / 60:.1f} min, DyDiff {dydiff / 60:.1f} min, "
           f"ratio {dydiff / base_s:.2f} (target ≤ 1.5)")
+
+
+def seeded(module, repeats: int = 2):
+    """A K-seed run's synthesis at epoch 0: the K rounds one after another (synth.batched=false) against one batch
+    of K × B_r trajectories (true); the faster of ``repeats`` each."""
+    from dydiff.synthesis.round import run_batched
+
+    class Quiet:
+        def scalars(self, d):
+            pass
+
+        def image(self, tag, img):
+            pass
+
+    for r in module.rounds:
+        r.setup("cpu")
+    act = lambda obs, det, g, k: module.rollout_act(obs, det, g, member=k)  # noqa: E731
+    times = {"per seed": [], "batched": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for k, r in enumerate(module.rounds):
+            r.run(0, lambda obs, det, g, k=k: act(obs, det, g, k), Quiet())
+        times["per seed"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run_batched(module.rounds, 0, act, Quiet())
+        times["batched"].append(time.perf_counter() - t0)
+    a, b = min(times["per seed"]), min(times["batched"])
+    print(f"{len(module.rounds)} seeds' rounds: one after another {a:.2f} s, one batch {b:.2f} s "
+          f"(batched / sequential = {b / a:.2f})")
 
 
 if __name__ == "__main__":

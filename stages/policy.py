@@ -60,7 +60,7 @@ def build(c: dict):
         if synth is not None:
             module.attach_round(SynthesisRound(synth, s["num_trajectories"], s["buffer_size"], ds.task.obs_dim,
                                                ds.task.act_dim, seed, ds.task, s.get("figure_every", 0), d,
-                                               key=f"/seed{seed}" if stacked else ""))
+                                               key=f"/seed{seed}" if stacked else "", batched=s.get("batched", False)))
     infos = [{"dataset": c["dataset"]["name"], "algo": algo, "synth": s, "tag": c["tag"], "seed": seed,
               "seeds": seeds, "real_ratio": real_ratio, "epochs": c["epochs"], "threads": torch.get_num_threads()}
              for seed in seeds]

@@ -165,3 +165,50 @@ def test_two_seeds_each_get_their_own_policys_synthetic_data(tmp_path, pretraine
     assert not torch.equal(group["synthetic/seed0"]["rows"], group["synthetic/seed1"]["rows"])
     tb = EventAccumulator(str(tmp_path / "k/runs/maze2d-umaze/policy/td3bc-dydiff/seeds-0-1")).Reload()
     assert {"seed0/synth/transitions", "seed1/synth/transitions"} <= set(tb.Tags()["scalars"])
+
+
+class _Log:
+    def __init__(self):
+        self.logged = {}
+
+    def scalars(self, d):
+        self.logged.update(d)
+
+    def image(self, tag, img):
+        self.logged[tag] = img.shape
+
+
+def test_batched_synthesis_gives_each_seed_its_own_policys_transitions(tmp_path, pretrained):
+    """synth.batched=true with seeds=[0,1,2]: one rollout and one DM call over 3 × B_r trajectories, and every
+    action in seed k's buffer is seed k's policy's action on its state (a_i = π_k(s_i), Eq. 8), not another seed's."""
+    from omegaconf import OmegaConf
+
+    from dydiff.synthesis.round import run_batched
+    from stages.policy import build
+
+    cfg = compose_stage("policy", tmp_path, f"pretrain_dir={pretrained}", "synth=dydiff", "seeds=[0,1,2]",
+                        "synth.batched=true")
+    _, module, _, _ = build(OmegaConf.to_container(cfg, resolve=True))
+    for r in module.rounds:
+        r.setup("cpu")
+    calls = []
+    dm = module.rounds[0].synthesizer.denoiser
+    sample = dm.sample
+    dm.sample = lambda s0, *a, **kw: calls.append(len(s0)) or sample(s0, *a, **kw)
+    log = _Log()
+    metrics = run_batched(module.rounds, 0, lambda obs, det, g, k: module.rollout_act(obs, det, g, member=k), log)
+    assert calls == [3 * 32] * module.rounds[0].synthesizer.iterations  # smoke B_r = 32, one call per iteration
+    box = module.rounds[0].synthesizer.box
+    with torch.no_grad():
+        for k, r in enumerate(module.rounds):
+            b = r.buffer.split(r.buffer.rows)
+            assert len(b.obs) == metrics[k]["transitions"] == int(0.6 * 32) * 16
+            own = torch.clamp(module.rollout_act(b.obs, True, None, member=k), box.a_low, box.a_high)
+            other = torch.clamp(module.rollout_act(b.obs, True, None, member=(k + 1) % 3), box.a_low, box.a_high)
+            assert torch.allclose(b.act, own, atol=1e-5)
+            assert (b.act - other).abs().max() > 1e-2
+            assert f"seed{k}/synth/legal_share_iter0" in log.logged
+    policy(tmp_path / "b", pretrained, "synth=dydiff", "seeds=[0,1]", "synth.batched=true", "epochs=1")
+    ck = torch.load(tmp_path / "b/ck/maze2d-umaze/policy/td3bc-dydiff/seeds-0-1/last.ckpt", weights_only=True)
+    rows = [ck[f"synthetic/seed{k}"]["rows"] for k in (0, 1)]
+    assert rows[0].shape == rows[1].shape == (int(0.6 * 32) * 16, rows[0].shape[1]) and not torch.equal(*rows)

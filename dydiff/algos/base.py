@@ -20,7 +20,7 @@ import torch
 from dydiff.algos.networks import Stacked
 from dydiff.lightning.logging import TensorBoardLogging
 from dydiff.lightning.trainer import Steps
-from dydiff.synthesis.round import SynthesisRound
+from dydiff.synthesis.round import SynthesisRound, run_batched
 from dydiff.types import Transitions, stream_seed
 
 
@@ -113,8 +113,12 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         """One synthesis round (DyDiff: Algorithm 1 lines 4-12) into the synthetic buffer, when due."""
+        act = lambda obs, det, g, k: self.rollout_act(obs, det, g, member=k)  # noqa: E731
+        if len(self.rounds) > 1 and self.rounds[0].batched:  # synth.batched=true: the K seeds' rounds as one batch
+            run_batched(self.rounds, self.current_epoch, act, self)
+            return
         for k, r in enumerate(self.rounds):
-            r.run(self.current_epoch, lambda obs, det, g, k=k: self.rollout_act(obs, det, g, member=k), self)
+            r.run(self.current_epoch, lambda obs, det, g, k=k: act(obs, det, g, k), self)
 
     def train_dataloader(self):
         """One Lightning step runs ``updates_per_step`` updates: Lightning's per-step hooks (~0.3 ms) are paid

@@ -11,7 +11,7 @@ import importlib
 
 PLUGINS = ("dydiff", "real_env", "synther")  # the modules whose synthesizers register themselves (@register)
 # read by the policy stage and the round, not by the synthesizer
-ROUND_KEYS = ("name", "num_trajectories", "buffer_size", "figure_every", "real_ratio")
+ROUND_KEYS = ("name", "num_trajectories", "buffer_size", "figure_every", "real_ratio", "batched")
 
 
 def synthesizers() -> dict:

@@ -55,6 +55,25 @@ class DyDiff(Synthesizer):
 
     @torch.no_grad()
     def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
+        return self.pick(self.trajectories(act, n, generator), slice(None), generator)
+
+    @torch.no_grad()
+    def generate_many(self, acts: list, n: int, generator=None) -> list[tuple[Transitions, dict]]:
+        """K policies' rounds as one batch (``synth_batched=true``): ``n`` trajectories for each act in
+        ``acts``, rolled out in one ensemble rollout and refined by one DM call per iteration over K·n
+        trajectories (rows k·n … (k+1)·n − 1 are policy k's: each act acts and relabels only its rows); then each
+        policy's n are filtered on their own. One generator draws for all, so a seed's data is not its
+        single-seed run's."""
+        k = len(acts)
+
+        def act(obs):
+            return torch.cat([a(o) for a, o in zip(acts, obs.view(k, -1, obs.shape[-1]), strict=True)])
+
+        tr = self.trajectories(act, k * n, generator)
+        return [self.pick(tr, slice(i * n, (i + 1) * n), generator) for i in range(k)]
+
+    def trajectories(self, act, n: int, generator=None) -> dict:
+        """Algorithm 1 lines 4-10 for ``n`` trajectories: the rollout, M refinements, predicted rewards and scores."""
         s0 = self.starts[torch.randint(len(self.starts), (n,), generator=generator, device=self.starts.device)]
         if self.box is not None:
             self.box.reset(n)
@@ -75,13 +94,22 @@ class DyDiff(Synthesizer):
             torch.isfinite(score)
         if self.box is not None:
             finite &= ~self.box.nonfinite
-        ok = torch.nonzero(finite).squeeze(1)  # non-finite trajectories are dropped before the filter
+        return dict(states=states, actions=actions, rewards=rewards, done=done, keep=keep, score=score,
+                    finite=finite, changes=changes,
+                    clipped=self.box.clipped_share if self.box is not None else 0.0)
+
+    def pick(self, tr: dict, rows: slice, generator=None) -> tuple[Transitions, dict]:
+        """Algorithm 1 line 11 over the trajectories ``rows`` of ``tr``: non-finite ones dropped, then the filter
+        keeps ⌊η·n⌋; the kept transitions and the round's metrics."""
+        states, actions, rewards, done, keep, score = (tr[x][rows] for x in ("states", "actions", "rewards",
+                                                                           "done", "keep", "score"))
+        n = len(score)
+        ok = torch.nonzero(tr["finite"][rows]).squeeze(1)  # non-finite trajectories are dropped before the filter
         sel = ok[F.select(score[ok], min(int(self.keep * n), len(ok)), self.filter, self.temperature, generator)]
         out = R.to_transitions(states[sel], actions[sel], rewards[sel], done[sel], keep[sel])
         metrics = {"trajectories_kept": len(sel), "transitions": len(out.obs),
                    "predicted_return_all": float(score[ok].mean()), "predicted_return_kept": float(score[sel].mean()),
                    "cut_by_termination": float((done & keep).any(1).float().mean()),
-                   "dropped_nonfinite": n - len(ok),
-                   "clipped_state_share": self.box.clipped_share if self.box is not None else 0.0}
-        metrics.update({f"state_change_iter{m + 1}": c for m, c in enumerate(changes)})
+                   "dropped_nonfinite": n - len(ok), "clipped_state_share": tr["clipped"]}
+        metrics.update({f"state_change_iter{m + 1}": c for m, c in enumerate(tr["changes"])})
         return out, metrics

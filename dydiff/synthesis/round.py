@@ -24,10 +24,15 @@ from dydiff.types import stream_seed
 class SynthesisRound:
     def __init__(self, synthesizer: Synthesizer, trajectories: int, capacity: int, obs_dim: int, act_dim: int,
                  seed: int = 0, task: Task | None = None, figure_every: int = 0, run_dir: str | Path | None = None,
-                 key: str = ""):
+                 key: str = "", batched: bool = False):
         """``trajectories`` is B_r over all ranks; ``capacity`` the buffer's size per rank; in mazes every
         ``figure_every``-th round logs 32 trajectories over the walls (0: never); ``key`` (``/seed<k>``: one round
-        per seed in a K-seed run) suffixes its checkpoint entries and prefixes its tags (``seed<k>/synth/*``)."""
+        per seed in a K-seed run) suffixes its checkpoint entries and prefixes its tags (``seed<k>/synth/*``);
+        ``batched``: a K-seed run makes its rounds as one batch (``run_batched``)."""
+        if batched and not hasattr(synthesizer, "generate_many"):
+            raise ValueError(f"synth.batched=true needs a synthesizer that makes several policies' rounds at once "
+                             f"(dydiff); {type(synthesizer).__name__} makes one policy's at a time")
+        self.batched = batched
         self.synthesizer, self.trajectories, self.seed, self.task = synthesizer, trajectories, seed, task
         self.figure_every, self.run_dir = figure_every, Path(run_dir) if run_dir is not None else None
         self.key, self.tags = key, f"{key.strip('/')}/synth/" if key else "synth/"
@@ -65,15 +70,23 @@ class SynthesisRound:
         if not s.due(epoch):
             return None
         t0 = time.perf_counter()
-        g, n = self.generator(epoch), self.share
-        rounds_before = sum(s.due(e) for e in range(epoch))
+        g, n = self.begin(epoch), self.share
+        new, metrics = s.generate(lambda obs: act(obs, s.deterministic, g), n, g)
+        return self.finish(epoch, new, metrics, time.perf_counter() - t0, n, log)
+
+    def begin(self, epoch: int) -> torch.Generator:
+        """Prepare a due round's observations; the round's generator."""
+        rounds_before = sum(self.synthesizer.due(e) for e in range(epoch))
         self.picture = bool(self.figure_every) and self.rank == 0 and self.task is not None and \
             self.task.is_maze and rounds_before % self.figure_every == 0
         self.legal, self.history = [], []
-        new, metrics = s.generate(lambda obs: act(obs, s.deterministic, g), n, g)
+        return self.generator(epoch)
+
+    def finish(self, epoch: int, new, metrics: dict, seconds: float, n: int, log) -> dict:
+        """Push a round's transitions, log its metrics (and, when due, its picture over ``n`` trajectories)."""
         self.buffer.push(new)
         metrics.update({f"legal_share_iter{m}": x for m, x in enumerate(self.legal)})
-        metrics.update(seconds=time.perf_counter() - t0, buffer_size=len(self.buffer))
+        metrics.update(seconds=seconds, buffer_size=len(self.buffer))
         log.scalars({f"{self.tags}{k}": v for k, v in metrics.items()})
         if self.picture and self.history:
             log.image(f"{self.tags}maze_trajectories", self.maze_image(epoch, n))
@@ -107,3 +120,24 @@ class SynthesisRound:
         if rank > 0 and own is not None and own.exists():
             st = torch.load(own, map_location="cpu", weights_only=True)
         self.buffer.load_state_dict(st)
+
+
+def run_batched(rounds: list[SynthesisRound], epoch: int, act, log) -> list[dict] | None:
+    """The K seeds' rounds of ``epoch`` as one batch (``synth_batched=true``, a synthesizer with
+    ``generate_many``): one ensemble rollout and one DM call per iteration over K × B_r trajectories, drawn from
+    the first seed's round generator; each seed's share is made by its own policy (``act(obs, deterministic,
+    generator, k)``) and filtered into its own buffer. The legal shares and the picture are over all K × B_r
+    (logged by every seed); each seed's ``seconds`` is the batch's time over K."""
+    lead = rounds[0]
+    s = lead.synthesizer
+    if not s.due(epoch):
+        return None
+    t0 = time.perf_counter()
+    g, n = lead.begin(epoch), lead.share
+    acts = [lambda obs, k=k: act(obs, s.deterministic, g, k) for k in range(len(rounds))]
+    outs = s.generate_many(acts, n, g)
+    seconds = (time.perf_counter() - t0) / len(rounds)
+    for r in rounds[1:]:
+        r.legal, r.picture = lead.legal, False
+    return [r.finish(epoch, new, metrics, seconds, n * len(rounds), log)
+            for r, (new, metrics) in zip(rounds, outs, strict=True)]
