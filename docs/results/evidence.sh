@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The evidence runs of docs/results.md (issue 18), in order, each resumable: an arm whose seeds' summary.json all
+# report the full budget is skipped, any other is (re)started with resume=true, so the script can be killed and
+# run again, across sessions, and picks up where it stopped. Run it from a worktree of a fixed commit:
+#   git worktree add -f /tmp/ev HEAD && cd /tmp/ev && PYTHONPATH=$PWD bash docs/results/evidence.sh
+# Environment: CKPT, DATA, RUNS (default /work/ckpt, /work/data, /work/runs); PY (default the venv's python);
+# OMP_NUM_THREADS (default 1: one core per script, so two scripts can share a 2-core machine);
+# ONLY=<substring> runs only the arms whose line contains it (e.g. ONLY=umaze); DRY=1 lists what is done and what would
+# run, and runs nothing.
+set -euo pipefail
+CKPT=${CKPT:-/work/ckpt} DATA=${DATA:-/work/data} RUNS=${RUNS:-/work/runs}
+PY=${PY:-$(git rev-parse --show-toplevel)/.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+common=(data_dir="$DATA" checkpoint_dir="$CKPT" log_dir="$RUNS" progress=lines threads="$OMP_NUM_THREADS")
+five='seeds=[0,1,2,3,4]' three='seeds=[0,1,2]'
+
+complete() {  # complete <dataset> <policy folder> <epochs> <seed>...: every seed's summary.json (written at the end
+  local ds=$1 group=$2 epochs=$3; shift 3  # of fit) is of a run of <epochs> epochs
+  for k in "$@"; do
+    "$PY" -c "import json,sys; sys.exit(json.load(open(sys.argv[1])).get('epochs') != $epochs)" \
+      "$CKPT/$ds/policy/$group/seed$k/summary.json" 2>/dev/null || return 1
+  done
+}
+
+arm() {  # arm <dataset> <algo> <synth> <tag> <epochs> <seeds override> [overrides...]
+  local ds=$1 algo=$2 synth=$3 tag=$4 epochs=$5 seeds=$6; shift 6
+  local line="$ds $algo $synth $tag $*" list
+  [[ -n ${ONLY:-} && $line != *"$ONLY"* ]] && return 0
+  list=$(echo "$seeds" | sed 's/seeds=\[\(.*\)\]/\1/; s/,/ /g')
+  # shellcheck disable=SC2086
+  if complete "$ds" "$algo-$synth${tag:+-$tag}" "$epochs" $list; then echo "done: $line"; return 0; fi
+  echo "run: $line"
+  [[ -n ${DRY:-} ]] && return 0
+  if [[ $synth == dydiff && ! -f $CKPT/$ds/pretrain/reward/last.ckpt ]]; then
+    "$PY" stages/pretrain.py "${common[@]}" dataset="$ds" resume=true
+  fi
+  if [[ $synth == synther* && ! -d $CKPT/$ds/pretrain/synther ]]; then
+    "$PY" stages/pretrain.py "${common[@]}" dataset="$ds" models=[synther] resume=true
+  fi
+  "$PY" stages/policy.py "${common[@]}" dataset="$ds" algo="$algo" synth="$synth" "$seeds" epochs="$epochs" \
+    tag="$tag" resume=true "$@"
+}
+
+# 1. maze2d-umaze × TD3+BC at 100k updates (Base's learning curve settles from ~55k; docs/results.md), 5 seeds
+arm maze2d-umaze td3bc none long 200 "$five"
+arm maze2d-umaze td3bc dydiff long 200 "$five"
+arm maze2d-umaze td3bc dydiff long-m0 200 "$five" synth.iterations=0
+arm maze2d-umaze td3bc synther long 200 "$five"
+arm maze2d-umaze td3bc real_env long 200 "$five"
+# 2. maze2d-umaze × CQL and Diffusion-QL × {Base, DyDiff}, 3 seeds at the cpu preset's budget
+for algo in cql diffql; do
+  arm maze2d-umaze "$algo" none "" 60 "$three"
+  arm maze2d-umaze "$algo" dydiff "" 60 "$three"
+done
+# 3. maze2d-medium and maze2d-large: Base's learning curve first (it decides their budget), 5 seeds
+arm maze2d-medium td3bc none long 200 "$five"
+arm maze2d-large td3bc none long 200 "$five"
