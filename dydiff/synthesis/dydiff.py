@@ -59,7 +59,7 @@ class DyDiff(Synthesizer):
 
     @torch.no_grad()
     def generate_many(self, acts: list, n: int, generator=None) -> list[tuple[Transitions, dict]]:
-        """K policies' rounds as one batch (``synth_batched=true``): ``n`` trajectories for each act in
+        """K policies' rounds as one batch (``synth.batched=true``): ``n`` trajectories for each act in
         ``acts``, rolled out in one ensemble rollout and refined by one DM call per iteration over K·n
         trajectories (rows k·n … (k+1)·n − 1 are policy k's: each act acts and relabels only its rows); then each
         policy's n are filtered on their own. One generator draws for all, so a seed's data is not its
@@ -72,6 +72,7 @@ class DyDiff(Synthesizer):
         tr = self.trajectories(act, k * n, generator)
         return [self.pick(tr, slice(i * n, (i + 1) * n), generator) for i in range(k)]
 
+    @torch.no_grad()
     def trajectories(self, act, n: int, generator=None) -> dict:
         """Algorithm 1 lines 4-10 for ``n`` trajectories: the rollout, M refinements, predicted rewards and scores."""
         s0 = self.starts[torch.randint(len(self.starts), (n,), generator=generator, device=self.starts.device)]

@@ -123,11 +123,11 @@ class SynthesisRound:
 
 
 def run_batched(rounds: list[SynthesisRound], epoch: int, act, log) -> list[dict] | None:
-    """The K seeds' rounds of ``epoch`` as one batch (``synth_batched=true``, a synthesizer with
+    """The K seeds' rounds of ``epoch`` as one batch (``synth.batched=true``, a synthesizer with
     ``generate_many``): one ensemble rollout and one DM call per iteration over K × B_r trajectories, drawn from
     the first seed's round generator; each seed's share is made by its own policy (``act(obs, deterministic,
-    generator, k)``) and filtered into its own buffer. The legal shares and the picture are over all K × B_r
-    (logged by every seed); each seed's ``seconds`` is the batch's time over K."""
+    generator, k)``) and filtered into its own buffer. The legal shares, the clipped-state share and the picture are
+    over all K × B_r (logged by every seed); each seed's ``seconds`` is the batch's time over K."""
     lead = rounds[0]
     s = lead.synthesizer
     if not s.due(epoch):
