@@ -32,7 +32,9 @@ step policy_td3bc_dydiff_ddp 180 $PY stages/policy.py $S trainer=ddp algo=td3bc 
 step policy_td3bc_seeds_gpu 180 $PY stages/policy.py $S trainer=gpu algo=td3bc synth=dydiff "seeds=[0,1,2]"
 step policy_td3bc_seeds_batched_gpu 180 $PY stages/policy.py $S trainer=gpu algo=td3bc synth=dydiff "seeds=[0,1,2]" \
   synth.batched=true tag=batched
-step policy_td3bc_compile_gpu 240 $PY stages/policy.py $S trainer=gpu algo=td3bc compile=true tag=compile
+for a in td3bc cql diffql; do
+  step "policy_${a}_compile_gpu" 240 $PY stages/policy.py $S trainer=gpu algo=$a compile=true tag=compile
+done
 step policy_td3bc_dydiff_resume 180 $PY stages/policy.py $S trainer=gpu algo=td3bc synth=dydiff epochs=4 resume=true
 step bench_policy_cuda 300 $PY benchmarks/policy_throughput.py --device cuda --steps 1000 --repeats 3 --seeds 1 3 5 8
 step bench_denoiser_fp32 120 $PY benchmarks/denoiser.py --device cuda --sizes paper --networks unet mlp \

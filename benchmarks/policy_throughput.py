@@ -129,12 +129,14 @@ def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> fl
         elif algo == "cql":
             actor_opt, critic_opt, alpha_opt, _ = opts
             b1 = Transitions(*(t[None] for t in b))  # the module's losses take (seeds, B, ·)
-            la, lal = m.actor_loss(b1.obs, [g])
-            for opt, loss in ((alpha_opt, lal), (actor_opt, la)):
+            dr = m.draws(b1, [g])
+            alpha, alpha_prime = m.temperatures()
+            la, log_pi = m.actor_loss(b1.obs, dr.pi, alpha)
+            lc, _ = m.critic_loss(b1, dr, alpha, alpha_prime)
+            for opt, loss in ((alpha_opt, m.alpha_loss(log_pi)), (actor_opt, la)):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            lc, _ = m.critic_loss(b1, [g])
             critic_opt.zero_grad()
             lc.backward()
             critic_opt.step()
@@ -142,12 +144,13 @@ def plain_rate(algo: str, steps: int, d: Transitions, device: str = "cpu") -> fl
         else:
             actor_opt, critic_opt = opts
             b1 = Transitions(*(t[None] for t in b))  # the module's losses take (seeds, B, ·)
-            lc = m.critic_loss(b1, [g])
+            target_noise, bc_draws, noise, first = m.draws(b1, [g])
+            lc = m.critic_loss(b1, target_noise)
             critic_opt.zero_grad()
             lc.backward()
             torch.nn.utils.clip_grad_norm_(m.critic.parameters(), 1.0)
             critic_opt.step()
-            la, _ = m.actor_loss(b1, [g])
+            la, _ = m.actor_loss(b1, bc_draws, noise, first)
             actor_opt.zero_grad()
             la.backward()
             torch.nn.utils.clip_grad_norm_(m.actor.parameters(), 1.0)
@@ -167,7 +170,7 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu | cuda: both loops run there")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
                    help="K seeds as one model, per-seed rate")
-    p.add_argument("--compile", action="store_true", help="TD3+BC: also with compile=true")
+    p.add_argument("--compile", action="store_true", help="also with compile=true")
     args = p.parse_args()
     d = data()
     print(f"hopper-sized batches (obs 11, act 3), batch 256, {args.steps} updates, threads {torch.get_num_threads()}, "
@@ -176,7 +179,7 @@ def main():
     print(f"{'algo':13} {'seeds':>5} {'lightning upd/s per seed':>20} {'plain upd/s':>12} {'median ratio':>13} "
           f"{'min':>5} {'max':>5}")
     for algo in args.algos:
-        compiled = [False, True] if algo == "td3bc" and args.compile else [False]
+        compiled = [False, True] if args.compile else [False]
         for k, comp in [(k, comp) for comp in compiled for k in (args.seeds if ALGOS[algo].stackable else [1])]:
             plain, light = [], []
             for _ in range(args.repeats):

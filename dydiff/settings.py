@@ -30,8 +30,6 @@ def check_policy(c: dict, pretrain_dir: str | Path | None = None) -> None:
     _check(seeds is None or (isinstance(seeds, list) and len(seeds) >= 1 and len(set(seeds)) == len(seeds) and
                              all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seeds)),
            "seeds", seeds, "must be null or a list of distinct integers ≥ 0, e.g. [0,1,2,3,4]")
-    _check(not c.get("compile") or c["algo"]["name"] == "td3bc", "compile", c.get("compile"),
-           "compiles TD3+BC's losses only so far")
     _check(isinstance(c["algo"]["steps_per_epoch"], int) and c["algo"]["steps_per_epoch"] >= 1,
            "algo.steps_per_epoch", c["algo"]["steps_per_epoch"], "must be an integer ≥ 1")
     _check(c.get("protocol", "equal") in ("equal", "official"), "protocol", c.get("protocol"),

@@ -1,6 +1,7 @@
 import copy
 import math
 import warnings
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -151,14 +152,15 @@ def test_cql_conservative_gap_sign_and_size():
     for c in (1.0, 10.0):
         m.critic.both = planted(c)
         q_data = m.critic.both(obs, act)
-        gaps[c] = float(m.conservative_gap(obs, obs, q_data, [torch.Generator().manual_seed(0)])[0])
+        d = m.draws(SimpleNamespace(act=act), [torch.Generator().manual_seed(0)])
+        gaps[c] = float(m.conservative_gap(obs, obs, q_data, d)[0])
     # logsumexp ≥ the mean Q of uniform actions (c·2/3) plus the importance weight log 2^d
     assert gaps[1.0] > 2 / 3 + 2 * math.log(2) - 0.2
     assert gaps[10.0] > 10 * 2 / 3
     assert gaps[10.0] > gaps[1.0]
     m.critic.both = planted(-10.0)  # Q highest on the data
     q_data = m.critic.both(obs, act)
-    lower = float(m.conservative_gap(obs, obs, q_data, [torch.Generator().manual_seed(0)])[0])
+    lower = float(m.conservative_gap(obs, obs, q_data, d)[0])
     assert lower < gaps[1.0]
 
 
@@ -170,11 +172,12 @@ def test_diffql_bc_loss_is_zero_gradient_at_optimum():
     actor.eps = lambda a, t, s: (a - actor.alphas_bar[t][..., None].sqrt() * a_star) / (
         1 - actor.alphas_bar[t][..., None]).sqrt()
     obs = torch.randn(64, 4)
-    loss = actor.loss(obs, a_star.detach().expand(64, 2), torch.Generator().manual_seed(0))
+    loss = actor.loss(obs, a_star.detach().expand(64, 2), *actor.loss_draws(torch.Generator().manual_seed(0), 64))
     loss.backward()
     assert float(loss) < 1e-10 and float(a_star.grad.abs().max()) < 1e-5
     a_star.grad = None
-    off = actor.loss(obs, (a_star.detach() + 0.1).expand(64, 2), torch.Generator().manual_seed(0))
+    draws = actor.loss_draws(torch.Generator().manual_seed(0), 64)
+    off = actor.loss(obs, (a_star.detach() + 0.1).expand(64, 2), *draws)
     off.backward()
     assert float(off) > 1e-3 and float(a_star.grad.abs().max()) > 1e-3
 
@@ -212,8 +215,10 @@ def test_cql_follows_corl_order_and_initialisation():
     for k in range(3):
         g = torch.Generator().manual_seed(4 * 1_000_003 + k)
         b = Transitions(*(t[None] for t in ref.sample_batch(g)))  # one seed: (1, B, ·)
-        loss_a, loss_alpha = ref.actor_loss(b.obs, [g])
-        loss_c, _ = ref.critic_loss(b, [g])
+        draws, temps = ref.draws(b, [g]), ref.temperatures()
+        loss_a, log_pi = ref.actor_loss(b.obs, draws.pi, temps[0])
+        loss_alpha = ref.alpha_loss(log_pi)
+        loss_c, _ = ref.critic_loss(b, draws, *temps)
         for opt, loss in ((alpha_opt, loss_alpha), (actor_opt, loss_a), (critic_opt, loss_c)):
             opt.zero_grad()
             loss.backward()
@@ -243,12 +248,15 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     q = lambda s, a: (s[..., 0] + (a**2).sum(-1))[:, None].expand(-1, 2, -1)  # noqa: E731  (K, 2, B)
     for net in (m.critic, m.critic_target):
         net.both = q
-    m.actor.forward = lambda s, g=None, det=False: (torch.full((*s.shape[:-1], d), 0.5), torch.full(s.shape[:-1], -1.0))
+    m.actor.forward = lambda s, g=None, det=False, eps=None: (torch.full((*s.shape[:-1], d), 0.5),
+                                                              torch.full(s.shape[:-1], -1.0))
     g = torch.Generator().manual_seed(0)
     obs, act, rew = torch.randn(b, 4, generator=g), torch.rand(b, d, generator=g) * 2 - 1, torch.randn(b, generator=g)
     batch = Transitions(*(t[None] for t in (obs, act, rew, obs, torch.ones(b))))  # one seed: (1, B, ·)
-    loss, _ = m.critic_loss(batch, [torch.Generator().manual_seed(1)])
-    rand = (torch.rand(b * n, d, generator=torch.Generator().manual_seed(1)) * 2 - 1).numpy().reshape(b, n, d)
+    draws = m.draws(batch, [torch.Generator().manual_seed(1)])
+    loss, _ = m.critic_loss(batch, draws, *m.temperatures())
+    rand = draws.rand[0].numpy().reshape(b, n, d)
+    assert rand.min() >= -1 and rand.max() <= 1 and rand.std() > 0.5  # uniform on [−1, 1]: std 0.577
     s0, a, r = obs[:, 0].numpy().astype(np.float64), act.numpy().astype(np.float64), rew.numpy().astype(np.float64)
     q_data = s0 + (a**2).sum(-1)
     parts = np.concatenate([s0[:, None] + (rand**2).sum(-1) - d * np.log(0.5),  # random actions, density 0.5^d
@@ -256,7 +264,8 @@ def test_cql_losses_equal_corls_formulas_computed_by_hand():
     gap = (np.log(np.exp(parts).sum(1)) - q_data).mean()
     expected = 2 * ((q_data - r) ** 2).mean() + 2 * 10.0 * gap  # qf1 + qf2 TD losses, α'·(gap1 + gap2)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
-    pi_loss, alpha_loss = m.actor_loss(obs[None], [torch.Generator().manual_seed(2)])
+    pi_loss, log_pi = m.actor_loss(obs[None], None, m.temperatures()[0])
+    alpha_loss = m.alpha_loss(log_pi)
     assert float(pi_loss) == pytest.approx(float((1.0 * -1.0 - (s0 + 0.5)).mean()), rel=1e-5)  # α = e⁰
     assert float(alpha_loss) == pytest.approx(0.0) and m.target_entropy == -2.0  # log α = 0
 
@@ -329,17 +338,21 @@ def test_td3bc_loads_a_checkpoint_of_separate_networks():
 
 
 @pytest.mark.slow
-def test_compiled_td3bc_losses_give_the_eager_parameters():
-    """compile=true: the same 6 updates as eager, to float rounding (torch.compile fuses and reorders)."""
-    from dydiff.algos.td3bc import TD3BC
-
-    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, hidden=16)
-    eager, compiled = TD3BC.stacked([0, 1], **kw), TD3BC.stacked([0, 1], compile=True, **kw)
+@pytest.mark.parametrize("algo,extra", [("td3bc", {}), ("cql", {"lagrange": True}), ("diffql", {})])
+def test_compiled_losses_give_the_eager_parameters(algo, extra):
+    """compile=true: the same 6 updates of 2 stacked seeds as eager, to float rounding (torch.compile fuses and
+    reorders); the losses take their random draws as inputs, so both runs see the same ones."""
+    kw = dict(obs_dim=4, act_dim=2, task="maze2d-umaze", batch_size=32, steps_per_epoch=6, hidden=16, **extra)
+    eager, compiled = ALGOS[algo].stacked([0, 1], **kw), ALGOS[algo].stacked([0, 1], compile=True, **kw)
     for m in (eager, compiled):
         m.attach_data(random_data())
         fit(m)
+    assert compiled.fns.critic_loss is not compiled.critic_loss  # the compiled wrapper ran
+    start = dict(ALGOS[algo].stacked([0, 1], **kw).named_parameters())
     for n, v in eager.state_dict().items():
         torch.testing.assert_close(compiled.state_dict()[n], v, rtol=1e-4, atol=1e-5)
+    for n, v in eager.named_parameters():
+        assert not v.requires_grad or not torch.equal(v, start[n]), n  # it trained: not untouched weights compared
 
 
 @pytest.mark.parametrize("act,orthogonal", [(torch.nn.ReLU, False), (torch.nn.Mish, False), (torch.nn.ReLU, True)])

@@ -6,9 +6,12 @@
 # Environment: CKPT, DATA, RUNS (default /work/ckpt, /work/data, /work/runs); PY (default the venv's python);
 # OMP_NUM_THREADS (default 1: one core per script, so two scripts can share a 2-core machine);
 # ONLY=<substring> runs only the arms whose line contains it (e.g. ONLY=umaze); DRY=1 lists what is done and what would
-# run, and runs nothing.
+# run, and runs nothing. RESULTS (default docs/results/evidence of this checkout): each finished arm's per-seed
+# summary.json is copied to $RESULTS/<dataset>/<policy folder>/seed<k>.json, to be committed at once (a machine's
+# checkpoints may not outlive the session; stages/report.py reads these files as runs).
 set -euo pipefail
 CKPT=${CKPT:-/work/ckpt} DATA=${DATA:-/work/data} RUNS=${RUNS:-/work/runs}
+RESULTS=${RESULTS:-$(git rev-parse --show-toplevel)/docs/results/evidence}
 PY=${PY:-$(git rev-parse --show-toplevel)/.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 common=(data_dir="$DATA" checkpoint_dir="$CKPT" log_dir="$RUNS" progress=lines threads="$OMP_NUM_THREADS")
@@ -22,13 +25,24 @@ complete() {  # complete <dataset> <policy folder> <epochs> <seed>...: every see
   done
 }
 
+keep() {  # keep <dataset> <policy folder> <seed>...: copy the seeds' summaries into $RESULTS
+  local ds=$1 group=$2; shift 2
+  mkdir -p "$RESULTS/$ds/$group"
+  for k in "$@"; do cp "$CKPT/$ds/policy/$group/seed$k/summary.json" "$RESULTS/$ds/$group/seed$k.json"; done
+  echo "kept: $RESULTS/$ds/$group"
+}
+
 arm() {  # arm <dataset> <algo> <synth> <tag> <epochs> <seeds override> [overrides...]
   local ds=$1 algo=$2 synth=$3 tag=$4 epochs=$5 seeds=$6; shift 6
   local line="$ds $algo $synth $tag $*" list
   [[ -n ${ONLY:-} && $line != *"$ONLY"* ]] && return 0
   list=$(echo "$seeds" | sed 's/seeds=\[\(.*\)\]/\1/; s/,/ /g')
   # shellcheck disable=SC2086
-  if complete "$ds" "$algo-$synth${tag:+-$tag}" "$epochs" $list; then echo "done: $line"; return 0; fi
+  if complete "$ds" "$algo-$synth${tag:+-$tag}" "$epochs" $list; then
+    echo "done: $line"
+    [[ -z ${DRY:-} ]] && keep "$ds" "$algo-$synth${tag:+-$tag}" $list
+    return 0
+  fi
   echo "run: $line"
   [[ -n ${DRY:-} ]] && return 0
   if [[ $synth == dydiff && ! -f $CKPT/$ds/pretrain/reward/last.ckpt ]]; then
@@ -39,6 +53,8 @@ arm() {  # arm <dataset> <algo> <synth> <tag> <epochs> <seeds override> [overrid
   fi
   "$PY" stages/policy.py "${common[@]}" dataset="$ds" algo="$algo" synth="$synth" "$seeds" epochs="$epochs" \
     tag="$tag" resume=true "$@"
+  # shellcheck disable=SC2086
+  keep "$ds" "$algo-$synth${tag:+-$tag}" $list
 }
 
 # 1. maze2d-umaze × TD3+BC at 100k updates (Base's learning curve settles from ~55k; docs/results.md), 5 seeds

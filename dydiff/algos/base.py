@@ -1,7 +1,9 @@
 """What the three offline algorithms share: on-device batches, the update counter, acting, the backward.
 
 A subclass implements ``critic_loss``, ``actor_loss``, ``configure_optimizers``, ``training_step`` (the only
-place optimisers step) and ``policy_action``. ``act(obs, deterministic)`` works on batched raw observations.
+place optimisers step) and ``policy_action``. The two losses are pure functions of the parameters, the batch and
+random draws made beforehand (``per_seed``), so ``compile=true`` runs them through ``torch.compile``
+(``self.fns``). ``act(obs, deterministic)`` works on batched raw observations.
 Synthetic data comes from an attached ``SynthesisRound`` (run at the start of each epoch); evaluation and
 ``summary.json`` are the ``dydiff.lightning.evaluation.Evaluator`` callback.
 
@@ -106,6 +108,8 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
         for r in self.rounds:
             r.setup(self.device, self.global_rank, self.trainer.world_size)
         self._prepare_real()
+        fns = {n: getattr(self, n) for n in ("critic_loss", "actor_loss")}
+        self.fns = SimpleNamespace(**{n: torch.compile(f) if self.cfg.compile else f for n, f in fns.items()})
 
     def _prepare_real(self) -> None:
         r = Transitions(*(t.to(self.device) for t in self.real))
@@ -167,6 +171,12 @@ class PolicyModule(TensorBoardLogging, L.LightningModule):
 
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
+
+    @staticmethod
+    def per_seed(gens: list[torch.Generator], draw) -> list[torch.Tensor]:
+        """An update's random draws made before its losses: ``draw(g)`` → one seed's list of tensors, from its own
+        generator in its single-seed run's order; each stacked over the seeds, (K, ...)."""
+        return [torch.stack(d) for d in zip(*(draw(g) for g in gens), strict=True)]
 
     # ---- updates ----------------------------------------------------------------------------
     def backprop(self, loss: torch.Tensor, **kw) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from types import SimpleNamespace
 
 import torch
 
@@ -52,24 +53,43 @@ class CQL(PolicyModule):
         members = slice(None) if member is None else slice(member, member + 1)
         return self.actor(obs_n, generator, deterministic, members)[0]
 
-    def actor_loss(self, obs_n: torch.Tensor, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Σ over seeds of (policy loss α·log π − min Q(s, π(s)), entropy-temperature loss); (K, B, ·) inputs."""
-        pi, log_pi = self.actor(obs_n, gens)
-        alpha = self.log_alpha.exp().detach()[:, None]
-        q = self.critic.both(obs_n, pi).min(1).values
-        alpha_loss = -(self.log_alpha[:, None] * (log_pi + self.target_entropy).detach()).mean(-1).sum()
-        return (alpha * log_pi - q).mean(-1).sum(), alpha_loss
+    def draws(self, b: Transitions, gens: list) -> SimpleNamespace:
+        """Every random draw of one update, before its losses, each seed's from its own generator in its
+        single-seed run's order: the actor's ε on s (policy loss) and on s' (target); the conservative term's
+        uniform actions, and the ε of the current- and next-policy actions on the n-fold repeated s and s'."""
+        (rows, a_dim), n = b.act.shape[1:], self.hparams.n_actions
+        normal = lambda g, m: torch.randn(m, a_dim, generator=g, device=self.device)  # noqa: E731
+        d = self.per_seed(gens, lambda g: [normal(g, rows), normal(g, rows),
+                                           torch.rand(rows * n, a_dim, generator=g, device=self.device),
+                                           normal(g, rows * n), normal(g, rows * n)])
+        return SimpleNamespace(pi=d[0], target=d[1], rand=d[2] * 2 - 1, cur=d[3], nxt=d[4])
 
-    def conservative_gap(self, obs_n: torch.Tensor, next_n: torch.Tensor, q_data: torch.Tensor, gens: list):
+    def temperatures(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α (K, 1), α' (K,)) now, detached: inputs of the losses, which hold them as constants (the optimisers
+        step log α and log α' in place while the losses' graphs are alive, so a compiled graph must not save them)."""
+        return self.log_alpha.exp().detach()[:, None], self.log_alpha_prime.exp().clamp(0.0, 1e6).detach()
+
+    def actor_loss(self, obs_n: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+        """(Σ over seeds of the policy loss α·log π − min Q(s, π(s)), log π detached for the temperature's loss);
+        (K, B, ·) inputs, the actor's noise ε drawn beforehand."""
+        pi, log_pi = self.actor(obs_n, eps=eps)
+        q = self.critic.both(obs_n, pi).min(1).values
+        return (alpha * log_pi - q).mean(-1).sum(), log_pi.detach()
+
+    def alpha_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
+        """SAC's entropy-temperature loss, Σ over seeds of −mean(log α·(log π + H̄))."""
+        return -(self.log_alpha[:, None] * (log_pi + self.target_entropy)).mean(-1).sum()
+
+    def conservative_gap(self, obs_n: torch.Tensor, next_n: torch.Tensor, q_data: torch.Tensor, d: SimpleNamespace):
         """Per critic, per seed: logsumexp over OOD actions (importance-sampled) of Q, minus Q on the data, batch
         mean; [(K,), (K,)]. The random, current-policy and next-policy actions go through both critics in one call."""
         h, (k, b, a_dim) = self.hparams, (*obs_n.shape[:2], self.hparams.act_dim)
         rep = lambda x: x.repeat_interleave(h.n_actions, 1)  # noqa: E731
-        rand = torch.stack([torch.rand(b * h.n_actions, a_dim, generator=g, device=self.device) for g in gens]) * 2 - 1
         with torch.no_grad():
-            cur, cur_lp = self.actor(rep(obs_n), gens)
-            nxt, nxt_lp = self.actor(rep(next_n), gens)
-        q = self.critic.both(rep(obs_n).repeat(1, 3, 1), torch.cat([rand, nxt, cur], 1)).view(k, 2, 3, b, -1)
+            cur, cur_lp = self.actor(rep(obs_n), eps=d.cur)
+            nxt, nxt_lp = self.actor(rep(next_n), eps=d.nxt)
+        q = self.critic.both(rep(obs_n).repeat(1, 3, 1), torch.cat([d.rand, nxt, cur], 1)).view(k, 2, 3, b, -1)
         gaps = []
         for i in range(2):
             q_rand, q_nxt, q_cur, q_d = q[:, i, 0], q[:, i, 1], q[:, i, 2], q_data[:, i]
@@ -81,46 +101,56 @@ class CQL(PolicyModule):
             gaps.append((ood - q_d).mean(-1))
         return gaps
 
-    def critic_loss(self, b: Transitions, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Σ over seeds of (TD loss + α'·conservative gaps, Lagrange loss for α'); a batch of (K, B, ·)."""
+    def critic_loss(self, b: Transitions, d: SimpleNamespace, alpha: torch.Tensor,
+                    alpha_prime: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ over seeds of TD loss + α'·conservative gaps, the gaps (2, K) detached for α''s Lagrange loss); a
+        batch of (K, B, ·), the draws of ``draws``. α' is a constant here: the critics' gradient is CORL's, and the
+        gradient CORL's critic backward leaves on log α' is zeroed before α' next learns."""
         h = self.hparams
         obs_n, next_n = b.obs, b.next_obs
         with torch.no_grad():
-            next_a, next_lp = self.actor(next_n, gens)
+            next_a, next_lp = self.actor(next_n, eps=d.target)
             target_q = self.critic_target.both(next_n, next_a).min(1).values
             if h.backup_entropy:
-                target_q = target_q - self.log_alpha.exp()[:, None] * next_lp
+                target_q = target_q - alpha * next_lp
             target = b.rew + (1 - b.done) * h.discount * target_q
         q_data = self.critic.both(obs_n, b.act)
         td = (q_data - target[:, None]).pow(2).mean(-1).sum()  # Σ over seeds and both critics of the MSE
-        gaps = self.conservative_gap(obs_n, next_n, q_data, gens)
+        gaps = self.conservative_gap(obs_n, next_n, q_data, d)
         if h.lagrange:
-            alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             terms = [alpha_prime * h.cql_weight * (gap - h.target_action_gap) for gap in gaps]
-            prime_loss = -0.5 * (terms[0] + terms[1]).sum()
         else:
-            terms, prime_loss = [h.cql_weight * gap for gap in gaps], None
-        return td + (terms[0] + terms[1]).sum(), prime_loss
+            terms = [h.cql_weight * gap for gap in gaps]
+        return td + (terms[0] + terms[1]).sum(), torch.stack(gaps).detach()
+
+    def prime_loss(self, gaps: torch.Tensor) -> torch.Tensor:
+        """CORL's Lagrange loss for α': −½·Σ over critics and seeds of α'·w·(gap − target gap). Its gradient reaches
+        only α' (CORL backpropagates it through the critics too, then zeroes their gradients before their own)."""
+        h = self.hparams
+        terms = self.log_alpha_prime.exp().clamp(0.0, 1e6) * h.cql_weight * (gaps - h.target_action_gap)
+        return -0.5 * (terms[0] + terms[1]).sum()
 
     def training_step(self, step, batch_idx=None):
         """CORL's order: the policy, temperature and critic losses from the same actor, then the steps (temperature,
         actor, critic). ``corl_order=False``: the critic loss after the actor's step (this project's earlier order)."""
         actor_opt, critic_opt, alpha_opt, prime_opt = self.optimizers()
         for gens, b in self.batches(step):
-            loss_a, loss_alpha = self.actor_loss(b.obs, gens)
+            d = self.draws(b, gens)
+            temps = self.temperatures()
+            loss_a, log_pi = self.fns.actor_loss(b.obs, d.pi, temps[0])
             if self.hparams.corl_order:
-                loss_c, loss_prime = self.critic_loss(b, gens)
+                loss_c, gaps = self.fns.critic_loss(b, d, *temps)
             alpha_opt.zero_grad()
-            self.backprop(loss_alpha)
+            self.backprop(self.alpha_loss(log_pi))
             alpha_opt.step()
             actor_opt.zero_grad()
             self.backprop(loss_a)
             actor_opt.step()
             if not self.hparams.corl_order:
-                loss_c, loss_prime = self.critic_loss(b, gens)
-            if loss_prime is not None:
+                loss_c, gaps = self.fns.critic_loss(b, d, *self.temperatures())
+            if self.hparams.lagrange:
                 prime_opt.zero_grad()
-                self.backprop(loss_prime, retain_graph=True)
+                self.backprop(self.prime_loss(gaps))
                 prime_opt.step()
             critic_opt.zero_grad()
             self.backprop(loss_c)

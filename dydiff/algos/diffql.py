@@ -73,21 +73,35 @@ class DiffQL(PolicyModule):
         return self.actor(obs_n, generator, slice(member, member + 1)) if k == 1 else \
             self.best_of(obs_n, k, deterministic, generator, member)
 
-    def critic_loss(self, b: Transitions, gens: list) -> torch.Tensor:
-        """Σ over seeds of MSE(Q₁, y) + MSE(Q₂, y), y from the EMA actor's next actions; (K, B, ·) batches."""
+    def draws(self, b: Transitions, gens: list) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
+                                                         torch.Tensor]:
+        """Every random draw of one update, before its losses, each seed's from its own generator in its
+        single-seed run's order: the EMA actor's sampling noise on s' (target), the BC term's (t, ε), the actor's
+        sampling noise on s, the critic order."""
+        actor, rows = self.actor, b.obs.shape[1]
+        d = self.per_seed(gens, lambda g: [*actor.sample_draws(g, rows), *actor.loss_draws(g, rows),
+                                           *actor.sample_draws(g, rows),
+                                           torch.rand((), generator=g, device=self.device)])
+        n = actor.steps
+        return d[:n], d[n:n + 2], d[n + 2:2 * n + 2], d[-1] > 0.5
+
+    def critic_loss(self, b: Transitions, target_noise: list[torch.Tensor]) -> torch.Tensor:
+        """Σ over seeds of MSE(Q₁, y) + MSE(Q₂, y), y from the EMA actor's next actions (its noise drawn
+        beforehand); (K, B, ·) batches."""
         obs, nxt = b.obs, b.next_obs
         with torch.no_grad():
-            target_q = self.critic_target.both(nxt, self.actor_ema(nxt, gens)).min(1).values
+            target_q = self.critic_target.both(nxt, self.actor_ema(nxt, noise=target_noise)).min(1).values
             target = b.rew + (1 - b.done) * self.hparams.discount * target_q
         return (self.critic.both(obs, b.act) - target[:, None]).pow(2).mean(-1).sum()
 
-    def actor_loss(self, b: Transitions, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Σ over seeds of BC + η·Q loss, mean BC loss); each seed draws its own critic order."""
+    def actor_loss(self, b: Transitions, bc_draws: list[torch.Tensor], noise: list[torch.Tensor],
+                   first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ over seeds of BC + η·Q loss, mean BC loss); ``first`` (K,): whether Q₁ is each seed's guiding critic
+        (its own random order of the two)."""
         obs = b.obs
-        bc = self.actor.loss(obs, b.act, gens)
-        q = self.critic.both(obs, self.actor(obs, gens))
-        first = torch.stack([torch.rand((), generator=g, device=self.device) > 0.5 for g in gens])[:, None]
-        qi, qj = torch.where(first, q[:, 0], q[:, 1]), torch.where(first, q[:, 1], q[:, 0])
+        bc = self.actor.loss(obs, b.act, *bc_draws)
+        q = self.critic.both(obs, self.actor(obs, noise=noise))
+        qi, qj = torch.where(first[:, None], q[:, 0], q[:, 1]), torch.where(first[:, None], q[:, 1], q[:, 0])
         q_loss = -qi.mean(-1) / qj.abs().mean(-1).detach()
         return (bc + self.hparams.eta * q_loss).sum(), bc.detach().mean()
 
@@ -95,13 +109,14 @@ class DiffQL(PolicyModule):
         h = self.hparams
         actor_opt, critic_opt = self.optimizers()
         for gens, b in self.batches(step):
-            loss_c = self.critic_loss(b, gens)
+            target_noise, bc_draws, noise, first = self.draws(b, gens)
+            loss_c = self.fns.critic_loss(b, target_noise)
             critic_opt.zero_grad()
             self.backprop(loss_c)
             if h.grad_norm > 0:  # each seed's gradient norm, as its single-seed run clips it
                 clip_grad_norm(self.critic.parameters(), h.grad_norm, self.members)
             critic_opt.step()
-            loss_a, bc = self.actor_loss(b, gens)
+            loss_a, bc = self.fns.actor_loss(b, bc_draws, noise, first)
             actor_opt.zero_grad()
             self.backprop(loss_a)
             if h.grad_norm > 0:

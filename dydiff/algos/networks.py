@@ -141,12 +141,14 @@ class TanhGaussianActor(nn.Module):
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return (mean[0], log_std[0]) if flat else (mean, log_std)
 
-    def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False, members: slice = slice(None)):
-        """(action, log π(action|obs)); the deterministic action is tanh(μ)."""
+    def forward(self, obs: torch.Tensor, generator=None, deterministic: bool = False, members: slice = slice(None),
+                eps: torch.Tensor | None = None):
+        """(action, log π(action|obs)); the deterministic action is tanh(μ). ``eps``: the standard normal draws,
+        drawn beforehand (``generator`` is then unused), so that the call is a pure function for torch.compile."""
         mean, log_std = self.mean_log_std(obs, members)
         if deterministic:
             return torch.tanh(mean), None
-        eps = normal(mean.shape, generator, mean.device).to(mean.dtype)
+        eps = (normal(mean.shape, generator, mean.device) if eps is None else eps).to(mean.dtype)
         pre = mean + log_std.exp() * eps
         log_prob = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
@@ -193,30 +195,39 @@ class DiffusionActor(nn.Module):
         emb = t.float()[..., None] * self.freqs
         return self.net(torch.cat([a, self.time(torch.cat([emb.sin(), emb.cos()], -1), members), obs], -1), members)
 
-    def loss(self, obs: torch.Tensor, action: torch.Tensor, generator=None) -> torch.Tensor:
+    def loss_draws(self, g: torch.Generator, batch: int) -> list[torch.Tensor]:
+        """One member's draws of ``loss`` from generator ``g``, in its order: the steps t (B,), the noise ε (B, a)."""
+        return [torch.randint(self.steps, (batch,), generator=g, device=self.freqs.device),
+                torch.randn(batch, self.act_dim, generator=g, device=self.freqs.device)]
+
+    def sample_draws(self, g: torch.Generator, batch: int) -> list[torch.Tensor]:
+        """One member's draws of ``forward`` from generator ``g``, in its order: a_T, then one per step > 0."""
+        return [torch.randn(batch, self.act_dim, generator=g, device=self.freqs.device) for _ in range(self.steps)]
+
+    def loss(self, obs: torch.Tensor, action: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The behaviour-cloning term ‖ε − ε_θ(√ᾱ_t·a + √(1−ᾱ_t)·ε, t, s)‖², per member (K,) for (K, B, ·) inputs
-        (a scalar for one member's (B, ·))."""
+        (a scalar for one member's (B, ·)); t and ε drawn beforehand (``loss_draws``), (K, B) and (K, B, a)."""
         flat = obs.dim() == 2
-        obs, action = (obs[None], action[None]) if flat else (obs, action)
-        gens = generator if isinstance(generator, list | tuple) else [generator] * len(obs)
-        t = torch.stack([torch.randint(self.steps, obs.shape[1:2], generator=g, device=obs.device) for g in gens])
-        noise = normal(action.shape, generator, obs.device).to(action.dtype)
+        obs, action, t, noise = (x[None] for x in (obs, action, t, noise)) if flat else (obs, action, t, noise)
+        noise = noise.to(action.dtype)
         ab = self.alphas_bar[t][..., None]
         loss = (self.eps(ab.sqrt() * action + (1 - ab).sqrt() * noise, t, obs) - noise).pow(2).mean((1, 2))
         return loss[0] if flat else loss
 
-    def forward(self, obs: torch.Tensor, generator=None, members: slice = slice(None)) -> torch.Tensor:
-        """Sample actions by the reverse process (differentiable: Diffusion-QL backpropagates Q through it)."""
+    def forward(self, obs: torch.Tensor, generator=None, members: slice = slice(None), noise=None) -> torch.Tensor:
+        """Sample actions by the reverse process (differentiable: Diffusion-QL backpropagates Q through it).
+        ``noise``: its ``steps`` standard normal draws (each (K, B, a), ``sample_draws``' order), drawn beforehand."""
         flat = obs.dim() == 2
         obs = obs[None] if flat else obs
         shape = (*obs.shape[:2], self.act_dim)
-        a = normal(shape, generator, obs.device).to(obs.dtype)
+        draw = (lambda j: normal(shape, generator, obs.device)) if noise is None else noise.__getitem__  # noqa: E731
+        a = draw(0).to(obs.dtype)
         for i in reversed(range(self.steps)):
             t = torch.full(shape[:2], i, device=obs.device, dtype=torch.long)
             ab = self.alphas_bar[i]
             x0 = ((a - (1 - ab).sqrt() * self.eps(a, t, obs, members)) / ab.sqrt()).clamp(-1, 1)
             a = self.coef_x0[i] * x0 + self.coef_xt[i] * a
             if i > 0:
-                a = a + self.post_var[i].sqrt() * normal(shape, generator, a.device).to(a.dtype)
+                a = a + self.post_var[i].sqrt() * draw(self.steps - i).to(a.dtype)
         a = a.clamp(-1, 1)
         return a[0] if flat else a

@@ -45,7 +45,7 @@ class TD3BC(PolicyModule):
     def target_noise(self, b: Transitions, gens: list[torch.Generator]) -> torch.Tensor:
         """Target policy smoothing noise (std 0.2, clipped at 0.5), each seed's from its own generator."""
         h = self.hparams
-        noise = torch.stack([torch.randn(b.act.shape[1:], generator=g, device=self.device) for g in gens])
+        noise, = self.per_seed(gens, lambda g: [torch.randn(b.act.shape[1:], generator=g, device=self.device)])
         return (noise * h.policy_noise).clamp(-h.noise_clip, h.noise_clip)
 
     def critic_loss(self, b: Transitions, noise: torch.Tensor) -> torch.Tensor:
@@ -65,14 +65,9 @@ class TD3BC(PolicyModule):
         lam = self.hparams.alpha / q.abs().mean(-1).detach()
         return (-lam * q.mean(-1) + (pi - b.act).pow(2).mean((1, 2))).sum()
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        losses = (self.critic_loss, self.actor_loss)
-        self._losses = tuple(map(torch.compile, losses)) if self.cfg.compile else losses
-
     def training_step(self, step, batch_idx=None):
         actor_opt, critic_opt = self.optimizers()
-        critic_loss, actor_loss = self._losses
+        critic_loss, actor_loss = self.fns.critic_loss, self.fns.actor_loss
         for gens, b in self.batches(step):
             loss_c = critic_loss(b, self.target_noise(b, gens))
             critic_opt.zero_grad()
