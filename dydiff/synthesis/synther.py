@@ -51,7 +51,7 @@ class SynthER(Synthesizer):
         with locked(path):  # runs of several algorithms with one seed share the samples: one process makes them
             if (saved := load_or_discard(path, self.model.center.device)) is not None:
                 return Transitions(*saved)
-            t = self.model.sample(n, generator, self.chunk)
+            t = self.model.sample(n, generator, self.chunk, progress=True)  # minutes on a CPU: show them
             save_atomic(tuple(x.cpu() for x in t), path)
             return t
 
