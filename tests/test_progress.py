@@ -37,3 +37,21 @@ def test_line_progress_prints_one_line_per_epoch_with_its_metrics(tmp_path):
     assert [line.split()[:3] for line in lines] == [["reward", "epoch", f"{k}/3"] for k in (1, 2, 3)]
     assert all("val/mse" in line and "s/epoch" in line and "ETA" in line for line in lines)
     assert lines[-1].endswith("ETA 0s")
+
+
+def test_line_progress_rate_is_over_the_last_epochs_so_a_one_off_cost_leaves_the_eta():
+    """An epoch of 500 s (SynthER's sampling) then 10 s epochs: after 10 more the rate is 10 s/epoch again (the mean
+    since the start would still say 54.5 s)."""
+    times = iter([0.0, 500.0, *[500.0 + 10 * k for k in range(1, 11)]])
+    bar, out = LineProgress("p", stream=io.StringIO(), clock=lambda: next(times)), []
+
+    class T:  # the trainer's fields the callback reads
+        current_epoch, max_epochs, global_rank, progress_bar_metrics = 0, 100, 0, {}
+
+    bar.on_train_start(T, None)
+    for epoch in range(11):
+        T.current_epoch = epoch
+        bar.on_train_epoch_end(T, None)
+        out.append(bar.pending[1])
+    assert out[0] == "500.0s/epoch  ETA 13h45m" and out[1] == "255.0s/epoch  ETA 6h56m"
+    assert out[10] == "10.0s/epoch  ETA 14m50s"
