@@ -115,12 +115,13 @@ def test_dydiff_drops_non_finite_trajectories_and_keeps_the_rest_in_the_data_box
 
 def test_synther_sampling_shows_its_progress_per_chunk_and_keeps_its_samples(capsys):
     """The one-off 200k-sample run takes minutes on a CPU: a line per chunk in a log, and the same samples as
-    without progress (the bar only wraps the chunk loop)."""
+    the model's own chunked sampling (the same draws in the same order)."""
     from dydiff.diffusion.transitions import TransitionModel
+    from dydiff.synthesis.synther import sample_shown
     m = TransitionModel(2, 1, [0.0] * 7, [1.0] * 7, width=16, depth=1, sampler={"num_steps": 2})
     quiet = m.sample(10, torch.Generator().manual_seed(3), chunk=4)
     capsys.readouterr()
-    shown = m.sample(10, torch.Generator().manual_seed(3), chunk=4, progress=True)
+    shown = sample_shown(m, 10, torch.Generator().manual_seed(3), chunk=4)
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("SynthER: sampling 10 transitions")]
     assert [x.split(": ")[2].split(" ")[0] for x in lines] == ["1/3", "2/3", "3/3"]
     assert all(torch.equal(a, b) for a, b in zip(quiet, shown, strict=True)) and quiet.obs.shape == (10, 2)

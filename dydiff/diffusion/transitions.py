@@ -9,7 +9,6 @@ from torch import nn
 
 from dydiff.diffusion import edm
 from dydiff.diffusion.networks import ResidualMLP
-from dydiff.progress import track
 from dydiff.types import Transitions
 
 # SynthER's sampler (its elucidated-diffusion defaults, where they differ from edm.sample's): 128 Heun steps
@@ -38,12 +37,10 @@ class TransitionModel(nn.Module):
         return edm.edm_loss(self.denoise, x0, none, every, sigma, noise, self.sigma_data)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, chunk: int = 65536, progress: bool = False,
-               **sampler) -> Transitions:
-        """``n`` transitions in raw units; actions clipped to [−1, 1] and done rounded to {0, 1} (as SynthER).
-        ``progress``: a bar (a line per chunk in a log) over the chunks, for the one-off 200k-sample runs."""
+    def sample(self, n: int, generator: torch.Generator | None = None, chunk: int = 65536, **sampler) -> Transitions:
+        """``n`` transitions in raw units; actions clipped to [−1, 1] and done rounded to {0, 1} (as SynthER)."""
         out = []
-        for lo in track(range(0, n, chunk), -(-n // chunk), f"SynthER: sampling {n} transitions", progress):
+        for lo in range(0, n, chunk):
             shape = (min(chunk, n - lo), 1, self.dim)
             cond = torch.zeros(shape, device=self.center.device)
             x = edm.sample(self.denoise, cond, torch.zeros_like(cond, dtype=torch.bool), generator,
