@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -34,11 +35,11 @@ class LineProgress(L.Callback):
         self.name, self.stream, self.pending, self.window, self.clock = name, stream, None, window, clock
 
     def on_train_start(self, trainer, module) -> None:
-        self.ends = [self.clock()]  # the end times of the last ``window`` epochs, after the start
+        self.ends = deque([self.clock()], maxlen=self.window + 1)  # the start, then the last ``window`` epochs' ends
 
     def on_train_epoch_end(self, trainer, module) -> None:
         done, total = trainer.current_epoch + 1, trainer.max_epochs
-        self.ends = [*self.ends, self.clock()][-(self.window + 1):]
+        self.ends.append(self.clock())
         per = (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
         self.pending = f"epoch {done}/{total}", f"{per:.1f}s/epoch  ETA {duration(per * (total - done))}"
 
