@@ -53,6 +53,34 @@ def test_walls_stop_the_ball_0_2_off_the_cell_grid():
     env.close()
 
 
+@pytest.mark.parametrize("name", ["maze2d-umaze", "maze2d-large"])
+def test_step_many_is_step_from_every_state(name):
+    """MazeEnv.step_many (all states in one MuJoCo rollout call) against ``step`` one env at a time, over 40 steps
+    of pushes into the walls, with speeds beyond the ±5 clip and actions beyond ±1: the same states to 1e-9
+    (the solver's warm start is the only difference), and the env's own state is left as it was."""
+    task = get_task(name)
+    env = task.make_env().unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    cells = np.array(env.reset_cells, np.float64)
+    x = np.concatenate([cells[rng.integers(len(cells), size=32)], rng.uniform(-8, 8, (32, 2))], 1)
+    x[:, :2] += rng.uniform(-0.3, 0.3, (32, 2))
+    actions = rng.uniform(-1.5, 1.5, (40, 32, 2))
+    one = [task.make_env().unwrapped for _ in range(32)]
+    for e, s in zip(one, x, strict=True):
+        e.set_state(s[:2], s[2:])
+    own = env._obs().copy()
+    walls = [g for g in range(env.model.ngeom) if env.model.geom(g).name.startswith("wall_")]
+    contacts = 0
+    for a in actions:
+        x = env.step_many(x, a)
+        ref = np.stack([e.step(ai)[0] for e, ai in zip(one, a, strict=True)])
+        np.testing.assert_allclose(x, ref, atol=1e-9, rtol=0)
+        contacts += sum(np.isin(e.data.contact.geom, walls).any() for e in one)
+    assert contacts > 50  # the walls were hit
+    np.testing.assert_array_equal(env._obs(), own)
+
+
 def test_wall_geometry_of_both_frames():
     d4rl, gym = Maze(LAYOUTS["umaze"], "d4rl"), Maze(LAYOUTS["umaze"], "gymnasium")
     assert d4rl.wall_box((0, 1)) == pytest.approx((-0.7, 0.3, 0.3, 1.3))

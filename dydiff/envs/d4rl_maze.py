@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import mujoco
+import mujoco.rollout
 import numpy as np
 
 from dydiff.envs.maze import EPISODE_STEPS, GOAL_CELLS, LAYOUTS, Maze
@@ -68,6 +69,7 @@ class MazeEnv(gym.Env):
         # D4RL: the sorted empty cells, then the goal cell
         goal = GOAL_CELLS[maze]
         self.reset_cells = sorted(c for c in self.maze.free_cells if c != goal) + [goal]
+        self.many = mujoco.MjData(self.model)  # step_many's scratch: the env's own state stays as it is
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
@@ -92,6 +94,17 @@ class MazeEnv(gym.Env):
         obs = self._obs()
         reward = float(np.linalg.norm(obs[:2] - self.target) <= 0.5)
         return obs, reward, False, False, {}
+
+    def step_many(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """``step`` from B states at once, one call of MuJoCo's rollout: (B, 4) states qpos ‖ qvel and (B, 2)
+        actions → the (B, 4) next states, float64. The same clipping and physics as ``step``; only the constraint
+        solver's warm start differs (zero here, the last step's there), which moves a state by ~1e-12."""
+        nq, nv = self.model.nq, self.model.nv
+        state = np.zeros((len(obs), mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)))
+        state[:, 1 : 1 + nq] = obs[:, :nq]  # FULLPHYSICS: time, qpos, qvel, act
+        state[:, 1 + nq : 1 + nq + nv] = np.clip(obs[:, nq : nq + nv], -5.0, 5.0)
+        out, _ = mujoco.rollout.rollout(self.model, self.many, state, np.clip(action, -1.0, 1.0)[:, None], nstep=1)
+        return out[:, 0, 1 : 1 + nq + nv]
 
 
 for _maze in LAYOUTS:

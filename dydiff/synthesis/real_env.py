@@ -34,6 +34,16 @@ class RealEnv(Synthesizer):
         while len(self.envs) < min(self.n_envs, b):
             self.envs.append(task.make_env())
             self.envs[-1].reset(seed=len(self.envs))
+        step_many = getattr(self.envs[0].unwrapped, "step_many", None)
+        if step_many is not None:  # D4RL's maze: all B starts in one simulator call a step (5-6x faster)
+            x = ds.observations[rows].astype(np.float64)  # the maze's observation is its whole state
+            states[:, 0] = x
+            for t in range(L):
+                actions[:, t] = act(torch.as_tensor(states[:, t])).cpu().numpy()
+                x = step_many(x, actions[:, t])
+                states[:, t + 1] = x
+            rewards[:] = task.maze_reward(states[:, 1:])  # mazes never terminate
+            return states, actions, rewards, done
         for lo in range(0, b, len(self.envs)):
             chunk = range(lo, min(lo + len(self.envs), b))
             for env, i in zip(self.envs, chunk, strict=False):
