@@ -31,9 +31,7 @@ class RealEnv(Synthesizer):
         states = np.zeros((b, L + 1, task.obs_dim), np.float32)
         actions = np.zeros((b, L, task.act_dim), np.float32)
         rewards, done = np.zeros((b, L), np.float32), np.zeros((b, L), bool)
-        while len(self.envs) < min(self.n_envs, b):
-            self.envs.append(task.make_env())
-            self.envs[-1].reset(seed=len(self.envs))
+        self.add_envs(1)
         step_many = getattr(self.envs[0].unwrapped, "step_many", None)
         if step_many is not None:  # D4RL's maze: all B starts in one simulator call a step (5-6x faster)
             x = ds.observations[rows].astype(np.float64)  # the maze's observation is its whole state
@@ -44,6 +42,7 @@ class RealEnv(Synthesizer):
                 states[:, t + 1] = x
             rewards[:] = task.maze_reward(states[:, 1:])  # mazes never terminate
             return states, actions, rewards, done
+        self.add_envs(min(self.n_envs, b))
         for lo in range(0, b, len(self.envs)):
             chunk = range(lo, min(lo + len(self.envs), b))
             for env, i in zip(self.envs, chunk, strict=False):
@@ -55,6 +54,12 @@ class RealEnv(Synthesizer):
                 for env, i in zip(self.envs, chunk, strict=False):
                     states[i, t + 1], rewards[i, t], done[i, t] = task.step_transition(env, actions[i, t])
         return states, actions, rewards, done
+
+    def add_envs(self, n: int) -> None:
+        """Up to ``n`` simulator instances, the k-th reset with seed k."""
+        while len(self.envs) < n:
+            self.envs.append(self.task.make_env())
+            self.envs[-1].reset(seed=len(self.envs))
 
     @torch.no_grad()
     def generate(self, act, n: int, generator=None) -> tuple[Transitions, dict]:
