@@ -84,3 +84,8 @@ arm maze2d-medium td3bc real_env long 200 "$five"
 arm maze2d-medium td3bc dydiff long 200 "$five"
 arm maze2d-medium td3bc dydiff long-m0 200 "$five" synth.iterations=0
 arm maze2d-medium td3bc synther long 200 "$five"
+# 5. maze2d-large's other arms at 100k updates: Base's window means stay between 76 and 95 from 50k to 100k
+arm maze2d-large td3bc real_env long 200 "$five"
+arm maze2d-large td3bc dydiff long 200 "$five"
+arm maze2d-large td3bc dydiff long-m0 200 "$five" synth.iterations=0
+arm maze2d-large td3bc synther long 200 "$five"
