@@ -2,9 +2,9 @@
 over seeds per dataset × algorithm × data source, and the IQM with a stratified-bootstrap 95% interval
 (Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset); per pair of data sources the
 paired per-seed differences (t and bootstrap intervals) and the probability of improvement; what the runs cost
-(updates, wall time). Figures: learning curves per dataset × algorithm, the ablation curves (Fig. 3) from DyDiff
-runs that differ in one setting, and, where the runs' folders hold them, the stage-1 rollout error (Fig. 4) and
-the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
+(updates, wall time); the learning curves' 5-evaluation window means. Figures: learning curves per dataset ×
+algorithm, the ablation curves (Fig. 3) from DyDiff runs that differ in one setting, and, where the runs' folders
+hold them, the stage-1 rollout error (Fig. 4) and the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
 
 from __future__ import annotations
 
@@ -246,6 +246,15 @@ def learning_curves(runs: list[dict]) -> dict:
                   for c, pts in sorted(cols.items())} for key, cols in sorted(by.items())}
 
 
+def window_means(runs: list[dict], k: int = 5) -> dict:
+    """{(dataset, algo): {column: [(first updates, last updates, mean), ...]}}: the learning curve's mean over seeds
+    averaged over windows of ``k`` evaluations, counted back from the last, so the last window is the mean over seeds
+    of the last-k score (a leading remainder of fewer than k evaluations is left out)."""
+    return {key: {c: [(pts[i][0], pts[i + k - 1][0], float(np.mean([m for _, m, *_ in pts[i:i + k]])))
+                      for i in range(len(pts) % k, len(pts) - k + 1, k)] for c, pts in cols.items()}
+            for key, cols in learning_curves(runs).items()}
+
+
 def costs(runs: list[dict]) -> list[dict]:
     """What each dataset × algorithm × data source cost, from ``summary.json``: runs, gradient updates per run,
     and wall seconds per run (a K-seed run's wall time divided by K: its seeds share one process)."""
@@ -284,6 +293,16 @@ def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dic
         ["dataset", "algo", "data", "runs", "updates / run", "wall / run"],
         [[r["dataset"], r["algo"], r["column"], str(r["runs"]), f"{r['updates']:.0f}", f"{r['wall_s'] / 60:.1f} min"]
          for r in result["costs"]]))
+    windows = window_means(runs)
+    result["windows"] = {f"{d} {a}": cols for (d, a), cols in windows.items()}
+    tables = []
+    for (d, a), cols in windows.items():
+        spans = sorted({w[:2] for ws in cols.values() for w in ws})
+        means = {c: {w[:2]: w[2] for w in ws} for c, ws in cols.items()}
+        tables.append(f"{d} · {a}: the mean over seeds of each 5-evaluation window, by gradient updates\n\n" + markdown(
+            ["data", *[f"{u0 / 1000:g}k–{u1 / 1000:g}k" for u0, u1 in spans]],
+            [[c, *[f"{m[span]:.1f}" if span in m else "–" for span in spans]] for c, m in means.items()]))
+    (out / "curves.md").write_text("\n".join(tables))
     result["figures"] = write_figures(runs, out)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     return result

@@ -91,10 +91,12 @@ def test_report_stage(run_dir, tmp_path_factory, capsys):
     run(cfg)
     assert "| average | **5.0** | 50.0 | **60.0** |" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "paired.md", "iqm_by_environment.md",
-                                               "iqm_by_type.md", "costs.md", "report.json",
+                                               "iqm_by_type.md", "costs.md", "curves.md", "report.json",
                                                "learning_builtin-hopper-medium_cql.png",
                                                "learning_builtin-hopper-medium_td3bc.png",
                                                "learning_maze2d-umaze_td3bc.png"}
+    curves = (out / "curves.md").read_text()  # Base's means over seeds, 100..500 updates: 18, 22, 20, 19, 21
+    assert "maze2d-umaze · td3bc" in curves and "| data | 0.1k–0.5k |" in curves and "| Base | 20.0 |" in curves
 
 
 def test_ablation_curves_hold_the_other_settings_at_their_defaults(tmp_path):
@@ -189,3 +191,12 @@ def test_learning_curves_and_costs(run_dir):
                                                          "wall_s": 120.0}  # (60 + 120 + 180) / 3
     two = {"dataset": "d", "algo": "td3bc", "synth": {"name": "none"}, "seeds": [0, 1], "updates": 10, "wall_s": 100.0}
     assert costs([two])[0]["wall_s"] == 50.0  # a 2-seed process: half its wall time per run
+
+
+def test_window_means_end_at_the_last_evaluation(run_dir):
+    from dydiff.report import window_means
+
+    runs = load_runs([run_dir])  # Base's means over seeds at updates 0..500: 0, 18, 22, 20, 19, 21
+    assert window_means(runs, 5)[("maze2d-umaze", "td3bc")]["Base"] == [(100, 500, pytest.approx(20.0))]
+    assert window_means(runs, 2)[("maze2d-umaze", "td3bc")]["Base"] == [
+        (0, 100, pytest.approx(9.0)), (200, 300, pytest.approx(21.0)), (400, 500, pytest.approx(20.0))]
