@@ -89,3 +89,7 @@ arm maze2d-large td3bc real_env long 200 "$five"
 arm maze2d-large td3bc dydiff long 200 "$five"
 arm maze2d-large td3bc dydiff long-m0 200 "$five" synth.iterations=0
 arm maze2d-large td3bc synther long 200 "$five"
+# 6. The M ablation (paper Fig. 3a) on maze2d-medium, where DyDiff gained most over M = 0 (+22.4; umaze −6.3;
+# docs/results.md); M = 0 and 1 are the arms above
+arm maze2d-medium td3bc dydiff long-m2 200 "$five" synth.iterations=2
+arm maze2d-medium td3bc dydiff long-m3 200 "$five" synth.iterations=3
