@@ -2,7 +2,8 @@
 over seeds per dataset × algorithm × data source, and the IQM with a stratified-bootstrap 95% interval
 (Agarwal et al., 2021: the 25% trimmed mean; seeds resampled within each dataset); per pair of data sources the
 paired per-seed differences (t and bootstrap intervals) and the probability of improvement; what the runs cost
-(updates, wall time); the learning curves' 5-evaluation window means. Figures: learning curves per dataset ×
+(updates, wall time); the learning curves' 5-evaluation window means; given the runs' TensorBoard folders, what
+the synthesis made, round by round (legal share, clipped states, ...). Figures: learning curves per dataset ×
 algorithm, the ablation curves (Fig. 3) from DyDiff runs that differ in one setting, and, where the runs' folders
 hold them, the stage-1 rollout error (Fig. 4) and the refinement analysis (Figs. 7, 9) of ``stages/analyze.py``."""
 
@@ -266,7 +267,54 @@ def costs(runs: list[dict]) -> list[dict]:
              "wall_s": float(np.mean([w for _, w in v]))} for (d, a, c), v in sorted(cells.items())]
 
 
-def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dict:
+def synthesis_log(log_dir: str | Path) -> dict:
+    """{name: [(updates, mean over seeds), ...]}: a stage-2 TensorBoard folder's synthesis scalars (``synth/<name>``,
+    or ``seed<k>/synth/<name>`` in a K-seed run), one point per synthesis round, averaged over the seeds that logged
+    it. A resumed run's repeated rounds count once (the last value logged at a step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
+    by = defaultdict(lambda: defaultdict(list))
+    for tag in tb.Tags()["scalars"]:
+        head, sep, name = tag.partition("synth/")
+        if sep and (head == "" or (head.startswith("seed") and head[4:-1].isdigit() and head.endswith("/"))):
+            for step, value in {e.step: e.value for e in tb.Scalars(tag)}.items():
+                by[name][step].append(value)
+    return {n: [(u, float(np.mean(v))) for u, v in sorted(pts.items())] for n, pts in sorted(by.items())}
+
+
+def synthesis_windows(series: list[tuple], first: int = 10) -> dict:
+    """(mean, min, max) of the per-round values over the first ``first`` rounds, the first half, the second half (the
+    halves split at ⌊n/2⌋) and all rounds."""
+    v = np.array([m for _, m in series])
+    h = len(v) // 2
+    parts = {f"rounds 1–{min(first, len(v))}": v[:first], f"rounds 1–{h}": v[:h],
+             f"rounds {h + 1}–{len(v)}": v[h:], "all": v}
+    return {k: (float(x.mean()), float(x.min()), float(x.max())) for k, x in parts.items() if len(x)}
+
+
+def write_synthesis(logs, out: Path) -> dict:
+    """synthesis.md: for each TensorBoard folder in ``logs`` (paths or glob patterns), each synthesis scalar's
+    mean [min, max] over the rounds of each window of ``synthesis_windows``."""
+    folders = sorted({Path(f) for p in logs for f in (glob.glob(str(p)) or [p])})
+    result, parts = {}, []
+    for folder in folders:
+        series = synthesis_log(folder) if folder.is_dir() else None
+        if not series:
+            raise FileNotFoundError(f"no synth/* scalars in {folder}: logs= takes stage-2 TensorBoard folders, e.g. "
+                                    "runs/maze2d-umaze/policy/td3bc-dydiff/seed0")
+        label = "/".join(folder.parts[-2:])
+        result[label] = {n: synthesis_windows(s) for n, s in series.items()}
+        spans = list(dict.fromkeys(k for w in result[label].values() for k in w))
+        parts.append(f"{label}: each synthesis scalar, mean over seeds per round; mean [min, max] over the rounds\n\n"
+                     + markdown(["scalar", *spans], [[n, *[f"{w[k][0]:.3g} [{w[k][1]:.3g}, {w[k][2]:.3g}]"
+                                                         if k in w else "–" for k in spans]]
+                                                     for n, w in result[label].items()]))
+    (out / "synthesis.md").write_text("\n".join(parts))
+    return result
+
+
+def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000, logs=()) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     header, rows, _ = table(runs)
@@ -303,6 +351,8 @@ def write_report(runs: list[dict], out_dir: str | Path, reps: int = 2000) -> dic
             ["data", *[f"{u0 / 1000:g}k–{u1 / 1000:g}k" for u0, u1 in spans]],
             [[c, *[f"{m[span]:.1f}" if span in m else "–" for span in spans]] for c, m in means.items()]))
     (out / "curves.md").write_text("\n".join(tables))
+    if logs:
+        result["synthesis"] = write_synthesis(logs, out)
     result["figures"] = write_figures(runs, out)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     return result

@@ -200,3 +200,30 @@ def test_window_means_end_at_the_last_evaluation(run_dir):
     assert window_means(runs, 5)[("maze2d-umaze", "td3bc")]["Base"] == [(100, 500, pytest.approx(20.0))]
     assert window_means(runs, 2)[("maze2d-umaze", "td3bc")]["Base"] == [
         (0, 100, pytest.approx(9.0)), (200, 300, pytest.approx(21.0)), (400, 500, pytest.approx(20.0))]
+
+
+def test_synthesis_log_averages_seeds_by_round_and_keeps_a_resumed_round_once(tmp_path, run_dir):
+    """Two seeds' synth/legal scalars at 4 rounds (seed 0: 0..3, seed 1: 2..5, so the mean is 1..4); seed 0's round 3
+    first logged as 100, then again as 3 by a resumed run (a second event file). Other tags are not synthesis."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dydiff.report import synthesis_log, synthesis_windows, write_report
+
+    log = tmp_path / "tb" / "td3bc-dydiff" / "seeds-0-1"
+    with SummaryWriter(log) as w:
+        for i in range(4):
+            w.add_scalar("seed0/synth/legal", 100.0 if i == 3 else float(i), 500 * i)
+            w.add_scalar("seed1/synth/legal", i + 2.0, 500 * i)
+            w.add_scalar("seed0/train/loss", 7.0, 500 * i)
+    with SummaryWriter(log) as w:
+        w.add_scalar("seed0/synth/legal", 3.0, 1500)
+    assert synthesis_log(log) == {"legal": [(0, 1.0), (500, 2.0), (1000, 3.0), (1500, 4.0)]}
+    assert synthesis_windows(synthesis_log(log)["legal"]) == {
+        "rounds 1–4": (2.5, 1.0, 4.0), "rounds 1–2": (1.5, 1.0, 2.0), "rounds 3–4": (3.5, 3.0, 4.0),
+        "all": (2.5, 1.0, 4.0)}
+    write_report(load_runs([run_dir]), tmp_path / "rep", reps=10, logs=[str(tmp_path / "tb" / "*" / "seeds-*")])
+    table = (tmp_path / "rep/synthesis.md").read_text()
+    assert "td3bc-dydiff/seeds-0-1:" in table
+    assert "| legal | 2.5 [1, 4] | 1.5 [1, 2] | 3.5 [3, 4] | 2.5 [1, 4] |" in table
+    with pytest.raises(FileNotFoundError, match="no synth.*TensorBoard folders"):
+        write_report(load_runs([run_dir]), tmp_path / "rep2", reps=10, logs=[str(tmp_path / "nothing")])
