@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -21,10 +22,16 @@ COLUMNS = {"none": "Base", "synther": "SynthER", "synther_filtered": "SynthER-f"
            "real_env": "Real env"}
 
 
+def expand(paths) -> list[Path]:
+    """Files, folders or glob patterns as paths, each pattern's matches sorted; a pattern that matches nothing is kept
+    as it is (so the caller's error names it)."""
+    return [Path(m) for pattern in map(str, paths) for m in sorted(glob.glob(pattern)) or [pattern]]
+
+
 def load_runs(paths) -> list[dict]:
     """Every ``summary.json`` under the given files, directories or glob patterns that has a score."""
     runs = []
-    for p in [Path(m) for pattern in map(str, paths) for m in sorted(glob.glob(pattern)) or [pattern]]:
+    for p in expand(paths):
         for f in [p] if p.is_file() else sorted(p.rglob("summary.json")):
             s = json.loads(f.read_text())
             if s.get("last5_score_mean") is not None:
@@ -277,7 +284,7 @@ def synthesis_log(log_dir: str | Path) -> dict:
     by = defaultdict(lambda: defaultdict(list))
     for tag in tb.Tags()["scalars"]:
         head, sep, name = tag.partition("synth/")
-        if sep and (head == "" or (head.startswith("seed") and head[4:-1].isdigit() and head.endswith("/"))):
+        if sep and re.fullmatch(r"(seed\d+/)?", head):  # the prefixes of dydiff/lightning/evaluation.py
             for step, value in {e.step: e.value for e in tb.Scalars(tag)}.items():
                 by[name][step].append(value)
     return {n: [(u, float(np.mean(v))) for u, v in sorted(pts.items())] for n, pts in sorted(by.items())}
@@ -296,7 +303,7 @@ def synthesis_windows(series: list[tuple], first: int = 10) -> dict:
 def write_synthesis(logs, out: Path) -> dict:
     """synthesis.md: for each TensorBoard folder in ``logs`` (paths or glob patterns), each synthesis scalar's
     mean [min, max] over the rounds of each window of ``synthesis_windows``."""
-    folders = sorted({Path(f) for p in logs for f in (glob.glob(str(p)) or [p])})
+    folders = sorted(set(expand(logs)))
     result, parts = {}, []
     for folder in folders:
         series = synthesis_log(folder) if folder.is_dir() else None
