@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dydiff.diagnostics import errors, heldout_windows, refinement_error, rollout_error, simulate
+from dydiff.diagnostics import errors, heldout_windows, one_step, refinement_error, rollout_error, simulate
 
 
 class Replay:
@@ -88,6 +88,26 @@ def test_refinement_error_shrinks_by_the_blend_each_iteration(umaze_ds, blend):
     assert [r["legal"] for r in rep["iterations"]] == [int(maze.legal(np.array(xy)[:, 1:]).sum())
                                                        for xy in rep["xy"]]
     assert np.array(rep["xy"]).shape == (4, 10, 13, 2)
+    # every ensemble transition is one true step plus 0.01 in x; the replayed ones are the simulator's own
+    step = [r["one_step_mse"] for r in rep["iterations"]]
+    assert step[0] == pytest.approx(1e-4, rel=1e-3)
+    assert rep["iterations"][0]["one_step_median"] == pytest.approx(1e-4, rel=1e-3)
+    assert rep["iterations"][0]["one_step_mse_norm"] == pytest.approx(1e-4 / 4.0, rel=1e-3)
+    if blend == 1.0:
+        assert step[1:] == pytest.approx([0.0] * 3, abs=1e-9)
+
+
+def test_one_step_error_of_a_jittered_simulator_trajectory(umaze_ds):
+    """The simulator's own trajectory has no one-step error; +0.1 in x at every other state makes each
+    transition 0.1² wrong: a trajectory can stay near the real one and still be wrong step by step."""
+    held = np.arange(umaze_ds.num_episodes)
+    s0, actions, rows = heldout_windows(umaze_ds, held, 12, 5, seed=0)
+    states, _ = simulate(umaze_ds, s0, actions, rows)
+    assert one_step(umaze_ds, states, actions).sum(-1) == pytest.approx(np.zeros((5, 12)), abs=1e-9)
+    jitter = states.copy()
+    jitter[:, 1::2, 0] += 0.1
+    err = one_step(umaze_ds, jitter, actions).sum(-1)
+    assert err.shape == (5, 12) and err[:, 0] == pytest.approx(np.full(5, 0.01), rel=1e-3)
 
 
 class Noisy(Replay):
