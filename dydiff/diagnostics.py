@@ -68,17 +68,12 @@ def simulate(ds: OfflineDataset, s0: np.ndarray, actions: np.ndarray, rows=None)
 
 
 def one_step(ds: OfflineDataset, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Each transition's squared error against the real simulator set to its state: ‖s_{t+1} − f(s_t, a_t)‖²,
-    summed over dimensions, (K, L) from states (K, L+1, obs) and actions (K, L, act)."""
-    task, env = ds.task, ds.task.make_env()
-    env.reset(seed=0)
-    nxt = np.empty(states[:, 1:].shape, np.float32)
-    for k in range(len(states)):
-        for t in range(actions.shape[1]):
-            task.set_state(env, states[k, t])
-            nxt[k, t] = task.step_state(env, actions[k, t])
-    env.close()
-    return (states[:, 1:] - nxt) ** 2
+    """Each transition's squared error against the real simulator set to its state: ‖s_{t+1} − f(s_t, a_t)‖²
+    per dimension, (K, L, obs) from states (K, L+1, obs) and actions (K, L, act): every transition ``simulate``d
+    as a one-step sequence."""
+    k, n, d = states[:, 1:].shape
+    nxt = simulate(ds, states[:, :-1].reshape(-1, d), actions.reshape(k * n, 1, -1))[0][:, 1]
+    return (states[:, 1:] - nxt.reshape(k, n, d)) ** 2
 
 
 def errors(pred: np.ndarray, true: np.ndarray, scale: np.ndarray) -> dict:
@@ -167,9 +162,9 @@ def refinement_error(pretrained, ds: OfflineDataset, policy: Callable, iteration
     for m in range(iterations + 1):
         if m:
             states, actions, _ = refine(den, policy, states, actions, 1, blend, g)
-        pred = states.float().numpy()
-        true, inexact = simulate(ds, s0, actions.float().numpy(), rows)
-        d, step = pred[:, 1:] - true[:, 1:], one_step(ds, pred, actions.float().numpy())
+        pred, act = states.float().numpy(), actions.float().numpy()
+        true, inexact = simulate(ds, s0, act, rows)
+        d, step = pred[:, 1:] - true[:, 1:], one_step(ds, pred, act)
         entry = {"iteration": m, "total_mse": float((d**2).sum(-1).sum(1).mean()),
                  "total_mse_norm": float(((d / scale) ** 2).sum(-1).sum(1).mean()), "inexact_starts": inexact,
                  "one_step_mse": float(step.sum(-1).mean()), "one_step_median": float(np.median(step.sum(-1))),

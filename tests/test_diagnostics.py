@@ -98,8 +98,8 @@ def test_refinement_error_shrinks_by_the_blend_each_iteration(umaze_ds, blend):
 
 
 def test_one_step_error_of_a_jittered_simulator_trajectory(umaze_ds):
-    """The simulator's own trajectory has no one-step error; +0.1 in x at every other state makes each
-    transition 0.1² wrong: a trajectory can stay near the real one and still be wrong step by step."""
+    """The simulator's own trajectory has no one-step error; +0.1 in x at every other state makes the first
+    transition exactly 0.1² wrong: a trajectory can stay near the real one and still be wrong step by step."""
     held = np.arange(umaze_ds.num_episodes)
     s0, actions, rows = heldout_windows(umaze_ds, held, 12, 5, seed=0)
     states, _ = simulate(umaze_ds, s0, actions, rows)
