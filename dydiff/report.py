@@ -302,14 +302,19 @@ def synthesis_windows(series: list[tuple], first: int = 10) -> dict:
 
 def write_synthesis(logs, out: Path) -> dict:
     """synthesis.md: for each TensorBoard folder in ``logs`` (paths or glob patterns), each synthesis scalar's
-    mean [min, max] over the rounds of each window of ``synthesis_windows``."""
+    mean [min, max] over the rounds of each window of ``synthesis_windows``. A folder without synth/* scalars (a
+    run without synthesis, e.g. Base matched by a glob over all arms) is skipped with a note; none having them is an
+    error."""
     folders = sorted(set(expand(logs)))
+    logged = {f: synthesis_log(f) if f.is_dir() else None for f in folders}
+    if not any(logged.values()):
+        raise FileNotFoundError(f"no synth/* scalars in {', '.join(map(str, folders)) or logs}: logs= takes stage-2 "
+                                "TensorBoard folders, e.g. runs/maze2d-umaze/policy/td3bc-dydiff/seed0")
     result, parts = {}, []
-    for folder in folders:
-        series = synthesis_log(folder) if folder.is_dir() else None
+    for folder, series in logged.items():
         if not series:
-            raise FileNotFoundError(f"no synth/* scalars in {folder}: logs= takes stage-2 TensorBoard folders, e.g. "
-                                    "runs/maze2d-umaze/policy/td3bc-dydiff/seed0")
+            print(f"synthesis.md: skipped {folder} (no synth/* scalars: a run without synthesis)")
+            continue
         label = "/".join(folder.parts[-2:])
         result[label] = {n: synthesis_windows(s) for n, s in series.items()}
         spans = list(dict.fromkeys(k for w in result[label].values() for k in w))

@@ -4,7 +4,7 @@ protocol) and IQM with stratified-bootstrap 95% intervals, by environment and by
     python stages/report.py                                 # every run under checkpoints/
     python stages/report.py runs=[checkpoints/maze2d-umaze/policy] out=reports/maze
     python stages/report.py 'runs=[checkpoints/maze2d-*/policy/td3bc-*]' out=reports/maze_td3bc   # globs
-    python stages/report.py ... 'logs=[runs/maze2d-medium/policy/td3bc-dydiff*/seeds-*]'   # + synthesis.md
+    python stages/report.py ... 'logs=[runs/maze2d-medium/policy/td3bc-*/seeds-*]'   # + synthesis.md
 """
 
 from __future__ import annotations

@@ -217,6 +217,8 @@ def test_synthesis_log_averages_seeds_by_round_and_keeps_a_resumed_round_once(tm
             w.add_scalar("seed0/train/loss", 7.0, 500 * i)
     with SummaryWriter(log) as w:
         w.add_scalar("seed0/synth/legal", 3.0, 1500)
+    with SummaryWriter(tmp_path / "tb" / "td3bc-none" / "seeds-0-1") as w:  # Base: no synthesis, matched by the glob
+        w.add_scalar("seed0/train/loss", 7.0, 0)
     assert synthesis_log(log) == {"legal": [(0, 1.0), (500, 2.0), (1000, 3.0), (1500, 4.0)]}
     assert synthesis_windows(synthesis_log(log)["legal"]) == {
         "rounds 1–4": (2.5, 1.0, 4.0), "rounds 1–2": (1.5, 1.0, 2.0), "rounds 3–4": (3.5, 3.0, 4.0),
@@ -225,5 +227,6 @@ def test_synthesis_log_averages_seeds_by_round_and_keeps_a_resumed_round_once(tm
     table = (tmp_path / "rep/synthesis.md").read_text()
     assert "td3bc-dydiff/seeds-0-1:" in table
     assert "| legal | 2.5 [1, 4] | 1.5 [1, 2] | 3.5 [3, 4] | 2.5 [1, 4] |" in table
+    assert "td3bc-none" not in table and table.count("seeds-0-1:") == 1
     with pytest.raises(FileNotFoundError, match="no synth.*TensorBoard folders"):
         write_report(load_runs([run_dir]), tmp_path / "rep2", reps=10, logs=[str(tmp_path / "nothing")])
