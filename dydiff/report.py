@@ -303,13 +303,14 @@ def synthesis_windows(series: list[tuple], first: int = 10) -> dict:
 def write_synthesis(logs, out: Path) -> dict:
     """synthesis.md: for each TensorBoard folder in ``logs`` (paths or glob patterns), each synthesis scalar's
     mean [min, max] over the rounds of each window of ``synthesis_windows``. A folder without synth/* scalars (a
-    run without synthesis, e.g. Base matched by a glob over all arms) is skipped with a note; none having them is an
-    error."""
+    run without synthesis, e.g. Base matched by a glob over all arms) is skipped with a note; a path that is not a
+    folder, or no folder having them, is an error."""
     folders = sorted(set(expand(logs)))
-    logged = {f: synthesis_log(f) if f.is_dir() else None for f in folders}
+    missing = [str(f) for f in folders if not f.is_dir()]  # a typo or a pattern that matched nothing
+    logged = {} if missing else {f: synthesis_log(f) for f in folders}
     if not any(logged.values()):
-        raise FileNotFoundError(f"no synth/* scalars in {', '.join(map(str, folders)) or logs}: logs= takes stage-2 "
-                                "TensorBoard folders, e.g. runs/maze2d-umaze/policy/td3bc-dydiff/seed0")
+        raise FileNotFoundError(f"no synth/* scalars in {', '.join(missing or map(str, folders)) or logs}: logs= "
+                                "takes stage-2 TensorBoard folders, e.g. runs/maze2d-umaze/policy/td3bc-dydiff/seed0")
     result, parts = {}, []
     for folder, series in logged.items():
         if not series:

@@ -230,3 +230,5 @@ def test_synthesis_log_averages_seeds_by_round_and_keeps_a_resumed_round_once(tm
     assert "td3bc-none" not in table and table.count("seeds-0-1:") == 1
     with pytest.raises(FileNotFoundError, match="no synth.*TensorBoard folders"):
         write_report(load_runs([run_dir]), tmp_path / "rep2", reps=10, logs=[str(tmp_path / "nothing")])
+    with pytest.raises(FileNotFoundError, match="no synth.* in [^,]*typo: logs="):  # beside a good folder too
+        write_report(load_runs([run_dir]), tmp_path / "rep3", reps=10, logs=[str(log), str(tmp_path / "typo")])
