@@ -75,6 +75,10 @@ for algo in cql diffql; do
   arm maze2d-umaze "$algo" none "" 60 "$three"
   arm maze2d-umaze "$algo" dydiff "" 60 "$three"
 done
+# 2b. Diffusion-QL at 50k updates (200 epochs of 250): the 15k-update arms above end where Base's curve takes off
+# (docs/results.md), so Base's learning curve at 50k decides this budget first; ~3.5 h an arm for 3 seeds
+arm maze2d-umaze diffql none long 200 "$three"
+arm maze2d-umaze diffql dydiff long 200 "$three"
 # 3. maze2d-medium and maze2d-large: Base's learning curve first (it decides their budget), 5 seeds
 arm maze2d-medium td3bc none long 200 "$five"
 arm maze2d-large td3bc none long 200 "$five"
