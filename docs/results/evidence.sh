@@ -6,7 +6,9 @@
 # An arm is done when its seeds' summaries are in $CKPT or already committed in $RESULTS, so a fresh machine reruns
 # only what is not committed. Environment: CKPT, DATA, RUNS (default /work/ckpt, /work/data, /work/runs); PY (default the venv's python);
 # OMP_NUM_THREADS (default 1: one core per script, so two scripts can share a 2-core machine);
-# ONLY=<substring> runs only the arms whose line contains it (e.g. ONLY=umaze); DRY=1 lists what is done and what would
+# ONLY=<substring> runs only the arms whose line contains it (e.g. ONLY=umaze); SEEDS=<k[,k...]> runs only those seeds
+# of each selected arm (e.g. SEEDS=2), so an arm longer than a session is done a seed at a time (a seed's run in its own
+# process makes the same updates and evaluations as in the arm's stacked run); DRY=1 lists what is done and what would
 # run, and runs nothing. RESULTS (default docs/results/evidence of this checkout): each finished arm's per-seed
 # summary.json is copied to $RESULTS/<dataset>/<policy folder>/seed<k>.json, to be committed at once (a machine's
 # checkpoints may not outlive the session; stages/report.py reads these files as runs).
@@ -40,17 +42,17 @@ keep() {  # keep <dataset> <policy folder> <seed>...: copy the seeds' summaries 
 }
 
 arm() {  # arm <dataset> <algo> <synth> <tag> <epochs> <seeds override> [overrides...]
-  local ds=$1 algo=$2 synth=$3 tag=$4 epochs=$5 seeds=$6; shift 6
+  local ds=$1 algo=$2 synth=$3 tag=$4 epochs=$5 seeds=${SEEDS:+seeds=[$SEEDS]}; seeds=${seeds:-$6}; shift 6
   local line="$ds $algo $synth $tag $*" list
   [[ -n ${ONLY:-} && $line != *"$ONLY"* ]] && return 0
   list=$(echo "$seeds" | sed 's/seeds=\[\(.*\)\]/\1/; s/,/ /g')
   # shellcheck disable=SC2086
   if complete "$ds" "$algo-$synth${tag:+-$tag}" "$epochs" $list; then
-    echo "done: $line"
+    echo "done: $line ($seeds)"
     [[ -z ${DRY:-} ]] && keep "$ds" "$algo-$synth${tag:+-$tag}" $list
     return 0
   fi
-  echo "run: $line"
+  echo "run: $line ($seeds)"
   [[ -n ${DRY:-} ]] && return 0
   if [[ $synth == dydiff && ! -f $CKPT/$ds/pretrain/reward/last.ckpt ]]; then
     "$PY" stages/pretrain.py "${common[@]}" dataset="$ds" resume=true
