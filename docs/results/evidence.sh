@@ -8,7 +8,8 @@
 # OMP_NUM_THREADS (default 1: one core per script, so two scripts can share a 2-core machine);
 # ONLY=<substring> runs only the arms whose line contains it (e.g. ONLY=umaze); SEEDS=<k[,k...]> runs only those seeds
 # of each selected arm (e.g. SEEDS=2), so an arm longer than a session is done a seed at a time (a seed's run in its own
-# process makes the same updates and evaluations as in the arm's stacked run); DRY=1 lists what is done and what would
+# process draws the same batches and synthetic data as in the arm's stacked run, equal to float rounding:
+# tests/test_algos.py, tests/test_synthesis_stage.py); DRY=1 lists what is done and what would
 # run, and runs nothing. RESULTS (default docs/results/evidence of this checkout): each finished arm's per-seed
 # summary.json is copied to $RESULTS/<dataset>/<policy folder>/seed<k>.json, to be committed at once (a machine's
 # checkpoints may not outlive the session; stages/report.py reads these files as runs).
