@@ -1,10 +1,12 @@
-"""The real-environment oracle's rollouts (`synth=real_env`) on D4RL's maze: `RealEnv.rollout`, which steps every
-start at once (MazeEnv.step_many, one MuJoCo rollout call a step), against the plain loop it replaced (64 envs
-stepped in lock-step, one Python `step` each), with the same policy (TD3+BC's actor, untrained) and starts.
+"""The real-environment oracle's rollouts (`synth=real_env`): `RealEnv.rollout`, which steps every start at once (one
+MuJoCo rollout call a step: MazeEnv.step_many on D4RL's mazes, envs/locomotion.step_many on Hopper, Walker2d and
+HalfCheetah), against the plain loop it replaced (64 envs stepped in lock-step, one Python `step` each), with the same
+policy (TD3+BC's actor, untrained) and starts: a maze's built-in data, or a locomotion task's random-policy rollouts.
 Prints both times, their ratio and the largest state difference between the two.
 
     OMP_NUM_THREADS=1 python benchmarks/oracle.py
-    OMP_NUM_THREADS=1 python benchmarks/oracle.py --maze maze2d-large --trajectories 2048 --horizon 64 --repeats 3
+    OMP_NUM_THREADS=1 python benchmarks/oracle.py --task maze2d-large --trajectories 2048 --horizon 64 --repeats 3
+    OMP_NUM_THREADS=1 python benchmarks/oracle.py --task hopper
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dydiff.algos.networks import mlp  # noqa: E402
+from dydiff.builtin.locomotion import collect, to_dataset  # noqa: E402
 from dydiff.builtin.maze import generate_maze_dataset  # noqa: E402
+from dydiff.envs.evaluation import random_policy  # noqa: E402
 from dydiff.envs.registry import get_task  # noqa: E402
 from dydiff.synthesis.real_env import RealEnv  # noqa: E402
 
@@ -46,13 +50,15 @@ def lock_step(ds, act, rows, horizon, n_envs=64):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--maze", default="maze2d-umaze")
+    p.add_argument("--task", default="maze2d-umaze", help="a maze2d-* or hopper, walker2d, halfcheetah")
     p.add_argument("--trajectories", type=int, default=2048)
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     torch.manual_seed(0)
-    ds = generate_maze_dataset(get_task(a.maze), 20_000, seed=0, progress=False)
+    task = get_task(a.task)
+    ds = generate_maze_dataset(task, 20_000, seed=0, progress=False) if task.is_maze else \
+        to_dataset(collect(task, random_policy(task), 20_000, progress=False), task, "random", 0.0, 1.0)
     net = mlp(ds.task.obs_dim, ds.task.act_dim, 256, 2).eval()
     act = torch.no_grad()(lambda s: torch.tanh(net(s)))
     rows = np.random.default_rng(0).integers(len(ds.observations), size=a.trajectories)
@@ -66,7 +72,7 @@ def main():
         t2 = time.perf_counter()
         times["RealEnv.rollout (step_many)"].append(t1 - t0)
         times["plain loop (64 envs, lock-step)"].append(t2 - t1)
-    print(f"{a.maze}: {a.trajectories} trajectories × {a.horizon} steps, {torch.get_num_threads()} thread(s), "
+    print(f"{a.task}: {a.trajectories} trajectories × {a.horizon} steps, {torch.get_num_threads()} thread(s), "
           f"best of {a.repeats}")
     for k, v in times.items():
         print(f"  {k:<34} {min(v):7.2f} s")

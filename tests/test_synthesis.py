@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from dydiff.builtin.locomotion import collect, to_dataset
 from dydiff.diffusion.trajectory import TrajectoryModel
+from dydiff.envs import locomotion
+from dydiff.envs.evaluation import random_policy
 from dydiff.envs.registry import get_task
 from dydiff.models.ensemble import DynamicsEnsemble
 from dydiff.synthesis import filter as F
@@ -217,3 +220,59 @@ def test_real_env_oracle_matches_stepping_the_environment(frame, umaze_ds, point
     np.testing.assert_array_equal(t.rew.numpy(), np.array([e[2] for e in expected], np.float32))
     np.testing.assert_allclose(t.next_obs.numpy(), np.stack([e[3] for e in expected]), **tol)
     assert not t.done.any()
+
+
+@pytest.mark.parametrize("name", ["hopper", "walker2d", "halfcheetah"])
+def test_locomotion_step_many_is_gymnasium_step(name):
+    """64 steps of 12 random-action trajectories from perturbed start states: ``step_many`` gives env.step's
+    observations (to ~1e-12 on Hopper and Walker2d: only the solver's warm start differs; HalfCheetah's contacts
+    amplify that, so it is checked over the first 8 steps), rewards and terminations."""
+    task = get_task(name)
+    env = task.make_env()
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert locomotion.supports(env)
+    rng = np.random.default_rng(0)
+    b, t_max = 12, 64
+    q0 = u.init_qpos + rng.uniform(-0.1, 0.1, (b, u.model.nq))
+    v0 = rng.uniform(-1.0, 1.0, (b, u.model.nv))
+    acts = rng.uniform(-1.0, 1.0, (t_max, b, task.act_dim))
+    ref = {"obs": np.zeros((b, t_max, task.obs_dim)), "rew": np.zeros((b, t_max)), "term": np.zeros((b, t_max), bool)}
+    for i in range(b):
+        u.set_state(q0[i], v0[i])
+        for t in range(t_max):
+            ref["obs"][i, t], ref["rew"][i, t], ref["term"][i, t], *_ = u.step(acts[t, i])
+    got = {k: np.zeros_like(v) for k, v in ref.items()}
+    q, v = q0, v0
+    for t in range(t_max):
+        q, v, got["obs"][:, t], got["rew"][:, t], got["term"][:, t] = locomotion.step_many(
+            env, q, v, acts[t], task.velocity_clip)
+    steps = 8 if name == "halfcheetah" else t_max
+    np.testing.assert_allclose(got["obs"][:, :steps], ref["obs"][:, :steps], atol=1e-9, rtol=0)
+    np.testing.assert_allclose(got["rew"][:, :steps], ref["rew"][:, :steps], atol=1e-9, rtol=0)
+    np.testing.assert_array_equal(got["term"], ref["term"])
+    assert ref["term"].any() == (name != "halfcheetah")  # random actions make the hopper and the walker fall
+
+
+def test_real_env_oracle_on_hopper_matches_stepping_the_environment():
+    """The oracle's hopper transitions, stepped all at once by ``locomotion.step_many`` from the stored qpos/qvel,
+    are those of the policy stepped in the env one start at a time, terminations included."""
+    task = get_task("hopper")
+    ds = to_dataset(collect(task, random_policy(task, 1), 300, seed=1, progress=False), task, "test", 0.0, 1.0)
+    env = task.make_env()
+    env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    w = torch.as_tensor(rng.standard_normal((task.obs_dim, task.act_dim)), dtype=torch.float32) * 0.3
+    act = lambda s: torch.tanh(s @ w)  # noqa: E731
+    states, actions, rewards, done = RealEnv(ds, horizon=40, envs=4).rollout(act, np.arange(0, 300, 20))
+    for j, r in enumerate(range(0, 300, 20)):
+        ds.set_state(env, r)
+        s = ds.observations[r]
+        np.testing.assert_array_equal(states[j, 0], s)
+        for t in range(40):
+            a = act(torch.as_tensor(s)[None])[0].numpy()
+            s, rew, term = task.step_transition(env, a)
+            np.testing.assert_allclose(actions[j, t], a, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(states[j, t + 1], s, atol=1e-5, rtol=0)
+            assert abs(rewards[j, t] - rew) < 1e-4 and done[j, t] == term
+    assert done.any() and not done.all()

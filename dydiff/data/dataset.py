@@ -178,6 +178,12 @@ class OfflineDataset:
         q = (self.infos["qpos"][row], self.infos["qvel"][row]) if "qpos" in self.infos else (None, None)
         return self.task.set_state(env, self.observations[row], *q)
 
+    def physics_states(self, rows: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:
+        """The qpos (B, nq) and qvel of locomotion rows, float64, as ``set_state`` puts them into the simulator."""
+        if "qpos" in self.infos:
+            return self.infos["qpos"][rows].astype(np.float64), self.infos["qvel"][rows].astype(np.float64)
+        return self.task.physics_state(self.observations[rows], nq)
+
     def episode_states(self, k: int) -> np.ndarray:
         """The T+1 states of episode k: its observations and the final next observation."""
         s, e = self.episode_starts[k], self.episode_ends[k]

@@ -95,10 +95,15 @@ class Task:
         if qpos is not None and qvel is not None:
             u.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
             return True
-        nq = u.model.nq
-        qpos, qvel = np.concatenate([[0.0], obs[: nq - 1]]), obs[nq - 1 :]
+        qpos, qvel = self.physics_state(obs, u.model.nq)
         u.set_state(qpos, qvel)
         return self.velocity_clip is None or bool(np.all(np.abs(qvel) < self.velocity_clip))
+
+    @staticmethod
+    def physics_state(obs: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:
+        """Locomotion observations (..., obs_dim) → qpos (..., nq) = [0, obs[:nq−1]] and qvel = the rest, float64."""
+        obs = np.asarray(obs, dtype=np.float64)
+        return np.concatenate([np.zeros((*obs.shape[:-1], 1)), obs[..., : nq - 1]], -1), obs[..., nq - 1 :]
 
     def _point(self, env: gym.Env):
         """The object whose ``set_state(qpos, qvel)`` and ``step(action)`` move the point mass."""
